@@ -1,0 +1,37 @@
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup dev train test test-fast bench lint format clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+setup: $(BIN)/python  ## install the package
+	$(BIN)/pip install -e .
+
+dev: $(BIN)/python  ## install the package with test and lint tools
+	$(BIN)/pip install -e ".[dev]"
+
+train: setup  ## the quickstart: CPU-sized SVG-LP on one-digit 32x32 SM-MNIST
+	$(BIN)/python -m svg_lightning
+
+test: dev  ## the whole suite, as CI runs it
+	$(BIN)/python -m pytest -q
+
+test-fast: dev  ## skip subprocess, multi-process and training tests
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: dev  ## throughput figures (see benchmarks/)
+	$(BIN)/python benchmarks/bench_model.py
+
+lint: dev
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks
+
+format: dev
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+clean:
+	rm -rf build dist *.egg-info src/*.egg-info .pytest_cache .ruff_cache

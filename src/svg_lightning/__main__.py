@@ -1,0 +1,4 @@
+from svg_lightning.train import main
+
+if __name__ == "__main__":
+    main()

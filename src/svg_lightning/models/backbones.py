@@ -1,0 +1,135 @@
+"""Frame encoders and decoders with skip connections (spec section 1, "Encoders and decoders").
+
+An encoder maps a frame to a ``g_dim`` code (BatchNorm + Tanh on a 1x1 map) and returns the
+feature map of every resolution stage as skips. A decoder mirrors it and concatenates
+``[decoder_feature, skip]`` along channels at every scale.
+
+DCGAN: one stride-2 4x4 conv per stage, widths ``nf * 2**i`` capped at ``8 * nf``; the number of
+stages follows the image size (32 -> 3, 64 -> 4, 128 -> 5), so ``dcgan32`` is the DCGAN pattern
+with one fewer stage. VGG: stacks of 3x3 convs with max-pooling between stages.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+BACKBONE_SIZES = {"dcgan32": 32, "dcgan64": 64, "dcgan128": 128, "vgg64": 64, "vgg128": 128}
+
+
+def conv_block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 4, 2, 1), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2, inplace=True)
+    )
+
+
+def upconv_block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.ConvTranspose2d(cin, cout, 4, 2, 1),
+        nn.BatchNorm2d(cout),
+        nn.LeakyReLU(0.2, inplace=True),
+    )
+
+
+def vgg_block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, 1, 1), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2, inplace=True)
+    )
+
+
+def code_block(cin: int, g_dim: int) -> nn.Sequential:
+    """4x4 map -> g_dim code (1x1), BatchNorm + Tanh."""
+    return nn.Sequential(nn.Conv2d(cin, g_dim, 4, 1, 0), nn.BatchNorm2d(g_dim), nn.Tanh())
+
+
+def uncode_block(g_dim: int, cout: int) -> nn.Sequential:
+    """g_dim code -> 4x4 map, the first decoder stage."""
+    return nn.Sequential(
+        nn.ConvTranspose2d(g_dim, cout, 4, 1, 0),
+        nn.BatchNorm2d(cout),
+        nn.LeakyReLU(0.2, inplace=True),
+    )
+
+
+class Encoder(nn.Module):
+    """Runs ``stages`` in order, keeps each stage's output as a skip, then the code block."""
+
+    def __init__(self, stages: list[nn.Module], code: nn.Module, pool_between: bool):
+        super().__init__()
+        self.stages = nn.ModuleList(stages)
+        self.code = code
+        # VGG skips are taken before pooling, so the pool opens the next stage.
+        self.pool = nn.MaxPool2d(2) if pool_between else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        skips = []
+        for i, stage in enumerate(self.stages):
+            x = stage(self.pool(x) if i else x)
+            skips.append(x)
+        h = self.code(self.pool(x))
+        return h.flatten(1), skips
+
+
+class Decoder(nn.Module):
+    """``uncode`` then, per stage, [upsample], concat the matching skip, ``stage``; Sigmoid out."""
+
+    def __init__(self, uncode: nn.Module, stages: list[nn.Module], upsample: bool):
+        super().__init__()
+        self.uncode = uncode
+        self.stages = nn.ModuleList(stages)
+        self.up = nn.Upsample(scale_factor=2, mode="nearest") if upsample else nn.Identity()
+
+    def forward(self, g: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        d = self.uncode(g[:, :, None, None])
+        for stage, skip in zip(self.stages, reversed(skips)):
+            d = stage(torch.cat([self.up(d), skip], dim=1))
+        return torch.sigmoid(d)
+
+
+def dcgan(image_size: int, channels: int, g_dim: int, nf: int = 64) -> tuple[Encoder, Decoder]:
+    n_stages = {32: 3, 64: 4, 128: 5}[image_size]
+    widths = [nf * min(2**i, 8) for i in range(n_stages)]
+    enc = [conv_block(channels, widths[0])]
+    enc += [conv_block(a, b) for a, b in zip(widths, widths[1:])]
+    # Decoder stages consume cat(feature, skip), so their inputs are twice the skip width.
+    dec = [upconv_block(2 * b, a) for a, b in zip(widths, widths[1:])][::-1]
+    dec.append(nn.ConvTranspose2d(2 * widths[0], channels, 4, 2, 1))
+    return (
+        Encoder(enc, code_block(widths[-1], g_dim), pool_between=False),
+        Decoder(uncode_block(g_dim, widths[-1]), dec, upsample=False),
+    )
+
+
+def vgg(image_size: int, channels: int, g_dim: int) -> tuple[Encoder, Decoder]:
+    def stack(*widths: int) -> nn.Sequential:
+        return nn.Sequential(*(vgg_block(a, b) for a, b in zip(widths, widths[1:])))
+
+    enc = [
+        stack(channels, 64, 64),
+        stack(64, 128, 128),
+        stack(128, 256, 256, 256),
+        stack(256, 512, 512, 512),
+    ]
+    dec = [
+        stack(1024, 512, 512, 256),
+        stack(512, 256, 256, 128),
+        stack(256, 128, 64),
+        nn.Sequential(vgg_block(128, 64), nn.ConvTranspose2d(64, channels, 3, 1, 1)),
+    ]
+    if image_size == 128:
+        enc.append(stack(512, 512, 512, 512))
+        dec.insert(0, stack(1024, 512, 512, 512))
+    return (
+        Encoder(enc, code_block(512, g_dim), pool_between=True),
+        Decoder(uncode_block(g_dim, 512), dec, upsample=True),
+    )
+
+
+def build_backbone(name: str, channels: int, g_dim: int, nf: int = 64) -> tuple[Encoder, Decoder]:
+    """``nf`` is the DCGAN base width (64 in the paper); VGG widths are fixed."""
+    if name not in BACKBONE_SIZES:
+        raise ValueError(f"model.backbone={name!r} is unknown; allowed: {sorted(BACKBONE_SIZES)}")
+    size = BACKBONE_SIZES[name]
+    if name.startswith("dcgan"):
+        return dcgan(size, channels, g_dim, nf)
+    return vgg(size, channels, g_dim)

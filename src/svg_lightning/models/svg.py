@@ -1,0 +1,207 @@
+"""The SVG networks: teacher-forced training pass and batched sampling (spec section 1).
+
+``variant``: ``lp`` (learned prior p_psi), ``fp`` (fixed prior N(0, I)) or ``deterministic``
+(no z; the predictor sees h only).
+
+Frame indices are 0-based: step ``t`` predicts frame ``t`` from frame ``t-1`` (t = 1..T-1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from svg_lightning.models.backbones import build_backbone
+from svg_lightning.models.recurrent import FramePredictor, GaussianLSTM, reparameterize
+
+VARIANTS = ("lp", "fp", "deterministic")
+SKIP_SOURCES = ("last", "reference", "previous")
+
+
+def skip_source(t: int, n_past: int, skip: str) -> int:
+    """Index of the frame whose encoder features feed the decoder's skips when predicting frame t.
+
+    ``last``: the previous frame while conditioning, then the last conditioning frame (paper text).
+    ``reference``: the same but frozen at frame n_past-2 (the reference code's off-by-one).
+    ``previous``: always frame t-1, generated frames included (``last_frame_skip``).
+    """
+    if skip == "previous":
+        return t - 1
+    frozen = n_past - 1 if skip == "last" else max(n_past - 2, 0)
+    return min(t - 1, frozen)
+
+
+def init_weights(module: nn.Module) -> None:
+    """Reference initialisation; LSTMs keep PyTorch's default uniform init."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+@dataclass
+class TeacherForced:
+    """Outputs of a training pass over x: (B, T, ...). Per-step tensors have T-1 steps."""
+
+    x_hat: torch.Tensor  # (B, T-1, C, H, W): predictions of frames 1..T-1
+    mu: torch.Tensor | None  # posterior, (B, T-1, z)
+    logvar: torch.Tensor | None
+    prior_mu: torch.Tensor | None  # learned prior (LP only)
+    prior_logvar: torch.Tensor | None
+
+
+@dataclass
+class Samples:
+    """``frames``: (B, S, n_future, C, H, W), S = num_samples (1 for the deterministic model).
+    ``prior_mu``/``prior_logvar``: (B, S, n_future, z) of the learned prior at each generated step
+    (LP only, else None)."""
+
+    frames: torch.Tensor
+    prior_mu: torch.Tensor | None = None
+    prior_logvar: torch.Tensor | None = None
+
+
+class SVG(nn.Module):
+    def __init__(
+        self,
+        variant: str = "lp",
+        backbone: str = "dcgan64",
+        channels: int = 1,
+        g_dim: int = 128,
+        z_dim: int = 10,
+        rnn_size: int = 256,
+        predictor_layers: int = 2,
+        posterior_layers: int = 1,
+        prior_layers: int = 1,
+        nf: int = 64,
+        n_past: int = 5,
+        skip: str = "last",
+    ):
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"model.variant={variant!r} is unknown; allowed: {list(VARIANTS)}")
+        if skip not in SKIP_SOURCES:
+            raise ValueError(f"model.skip={skip!r} is unknown; allowed: {list(SKIP_SOURCES)}")
+        self.variant, self.n_past, self.skip, self.z_dim = variant, n_past, skip, z_dim
+        self.encoder, self.decoder = build_backbone(backbone, channels, g_dim, nf)
+        z_in = 0 if variant == "deterministic" else z_dim
+        self.frame_predictor = FramePredictor(g_dim + z_in, g_dim, rnn_size, predictor_layers)
+        if variant != "deterministic":
+            self.posterior = GaussianLSTM(g_dim, z_dim, rnn_size, posterior_layers)
+        if variant == "lp":
+            self.prior = GaussianLSTM(g_dim, z_dim, rnn_size, prior_layers)
+        self.apply(init_weights)
+
+    @property
+    def stochastic(self) -> bool:
+        return self.variant != "deterministic"
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """All frames of x (B, T, C, H, W) in one encoder call -> h (B, T, g), skips (B, T, ...)."""
+        b, t = x.shape[:2]
+        h, skips = self.encoder(x.flatten(0, 1))
+        return h.view(b, t, -1), [s.view(b, t, *s.shape[1:]) for s in skips]
+
+    def skip_indices(self, seq_len: int, n_past: int | None = None) -> list[int]:
+        n_past = self.n_past if n_past is None else n_past
+        return [skip_source(t, n_past, self.skip) for t in range(1, seq_len)]
+
+    def forward(self, x: torch.Tensor) -> TeacherForced:
+        """Teacher-forced pass: every input frame is ground truth, so each LSTM runs once over the
+        whole sequence and the encoder/decoder each run once over all frames."""
+        b, t = x.shape[:2]
+        h, skips = self.encode(x)
+        src = torch.tensor(self.skip_indices(t), device=x.device)
+        skips = [s[:, src].flatten(0, 1) for s in skips]
+        h_prev, h_target = h[:, :-1], h[:, 1:]
+        mu = logvar = prior_mu = prior_logvar = None
+        inp = h_prev
+        if self.stochastic:
+            mu, logvar, _ = self.posterior(h_target)
+            inp = torch.cat([h_prev, reparameterize(mu, logvar)], dim=-1)
+            if self.variant == "lp":
+                prior_mu, prior_logvar, _ = self.prior(h_prev)
+        g, _ = self.frame_predictor(inp)
+        x_hat = self.decoder(g.flatten(0, 1), skips).view(b, t - 1, *x.shape[2:])
+        return TeacherForced(x_hat, mu, logvar, prior_mu, prior_logvar)
+
+    def prior_over(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Learned prior over ground-truth frames: mu, logvar (B, T-1, z) for steps t = 1..T-1,
+        step t having seen frames 0..t-1."""
+        if self.variant != "lp":
+            raise ValueError(
+                f"prior_over needs the learned prior (variant 'lp'), not {self.variant!r}"
+            )
+        h, _ = self.encode(x)
+        mu, logvar, _ = self.prior(h[:, :-1])
+        return mu, logvar
+
+    @torch.no_grad()
+    def sample(
+        self,
+        cond: torch.Tensor,
+        n_future: int,
+        num_samples: int = 1,
+        chunk_size: int | None = None,
+    ) -> Samples:
+        """Draw ``num_samples`` futures of ``n_future`` frames for every sequence in
+        ``cond`` (B, n_cond, C, H, W). All samples of all sequences run as one batch of B*S rows,
+        split into chunks of at most ``chunk_size`` rows to bound memory. Call in eval mode."""
+        s = num_samples if self.stochastic else 1
+        b, n_cond = cond.shape[:2]
+        h, skips = self.encode(cond)  # conditioning frames are encoded once, not once per sample
+        rows = torch.arange(b * s, device=cond.device)
+        chunk = chunk_size or b * s
+        parts = [
+            self._rollout(h[r // s], [sk[r // s] for sk in skips], n_future)
+            for r in rows.split(chunk)
+        ]
+        frames = torch.cat([p[0] for p in parts]).view(b, s, n_future, *cond.shape[2:])
+        if self.variant != "lp":
+            return Samples(frames)
+        mu = torch.cat([p[1] for p in parts]).view(b, s, n_future, -1)
+        logvar = torch.cat([p[2] for p in parts]).view(b, s, n_future, -1)
+        return Samples(frames, mu, logvar)
+
+    def _rollout(self, h: torch.Tensor, skips: list[torch.Tensor], n_future: int):
+        """h: (N, P, g), skips: (N, P, ...) of the conditioning frames. Warms the LSTMs up on the
+        P-1 conditioning transitions (z from the posterior), then generates n_future frames."""
+        n_cond = h.shape[1]
+        prior_state = pred_state = None
+        if n_cond > 1:
+            h_prev, h_target = h[:, :-1], h[:, 1:]
+            inp = h_prev
+            if self.stochastic:
+                mu, logvar, _ = self.posterior(h_target)
+                inp = torch.cat([h_prev, reparameterize(mu, logvar)], dim=-1)
+                if self.variant == "lp":
+                    _, _, prior_state = self.prior(h_prev)
+            _, pred_state = self.frame_predictor(inp, None)
+        h_in = h[:, -1:]
+        skip = [sk[:, skip_source(n_cond, n_cond, self.skip)] for sk in skips]
+        frames, mus, logvars = [], [], []
+        for step in range(n_future):
+            if self.variant == "lp":
+                mu, logvar, prior_state = self.prior(h_in, prior_state)
+                z = reparameterize(mu, logvar)
+                mus.append(mu[:, 0])
+                logvars.append(logvar[:, 0])
+            elif self.variant == "fp":
+                z = torch.randn(h_in.shape[0], 1, self.z_dim, device=h.device, dtype=h.dtype)
+            inp = torch.cat([h_in, z], dim=-1) if self.stochastic else h_in
+            g, pred_state = self.frame_predictor(inp, pred_state)
+            x = self.decoder(g[:, 0], skip)
+            frames.append(x)
+            if step + 1 < n_future:
+                h_next, skip_next = self.encoder(x)
+                h_in = h_next[:, None]
+                if self.skip == "previous":
+                    skip = skip_next
+        frames = torch.stack(frames, 1)
+        if self.variant != "lp":
+            return frames, None, None
+        return frames, torch.stack(mus, 1), torch.stack(logvars, 1)

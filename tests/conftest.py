@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
+
+from svg_lightning.config import config_dir
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+# A network small enough for a CPU test in seconds; same code paths as the paper sizes.
+TINY = [
+    "n_past=2",
+    "n_future=3",
+    "model.backbone=dcgan32",
+    "model.nf=4",
+    "model.g_dim=8",
+    "model.z_dim=2",
+    "model.rnn_size=8",
+    "model.val_num_samples=2",
+    "data.image_size=32",
+    "data.num_digits=1",
+    "data.batch_size=2",
+    "data.val_videos=2",
+    "data.test_videos=3",
+    "trainer.max_steps=2",
+    "trainer.val_check_interval=2",
+    "trainer.log_every_n_steps=1",
+    "trainer.accelerator=cpu",
+    "summary.num_samples=2",
+    "summary.grid_videos=2",
+    "summary.grid_samples=2",
+    "logger=csv",
+]
+
+
+def compose_cfg(tmp_path: Path, *overrides: str) -> DictConfig:
+    """The training config as the CLI builds it, with paths inside ``tmp_path``."""
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose("train", overrides=list(overrides))
+    with open_dict(cfg):
+        cfg.paths.root_dir = str(tmp_path)
+        cfg.paths.data_dir = str(tmp_path / "data")
+        cfg.paths.log_dir = str(tmp_path / "logs")
+        cfg.paths.output_dir = str(tmp_path / "out")
+    return cfg
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path):
+    return lambda *overrides: compose_cfg(tmp_path, *TINY, *overrides)

@@ -1,0 +1,119 @@
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException, MissingConfigException
+from hydra.utils import instantiate
+
+from svg_lightning.config import ConfigError, config_dir, validate_config
+from svg_lightning.data.prepared import DataNotPreparedError
+from tests.conftest import compose_cfg
+from tests.test_models import SPEC_COUNTS, count
+
+EXPERIMENTS = sorted(p.stem for p in (Path(config_dir()) / "experiment").glob("*.yaml"))
+# Experiments whose model is in the spec's parameter table.
+PAPER_COUNTS = {
+    "smmnist_lp": "smmnist_lp",
+    "bair_lp": "bair_lp",
+    "kth_lp": "kth_lp",
+    "kth_fp": "kth_fp",
+}
+
+
+def test_all_nine_experiments_exist():
+    assert EXPERIMENTS == sorted(
+        f"{d}_{m}" for d in ("smmnist", "bair", "kth") for m in ("lp", "fp", "det")
+    )
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_composes_validates_and_builds(tmp_path, name):
+    cfg = compose_cfg(tmp_path, f"+experiment={name}")
+    validate_config(cfg)
+    assert cfg.task_name == name
+    assert cfg.trainer.max_steps == 180_000 and cfg.data.batch_size == 100
+    model = instantiate(cfg.model)
+    variant = {"lp": "lp", "fp": "fp", "det": "deterministic"}[name.split("_")[1]]
+    assert model.hparams.variant == variant
+    if name in PAPER_COUNTS:
+        assert count(model.svg) == SPEC_COUNTS[PAPER_COUNTS[name]][1][-1]
+
+
+def test_smmnist_paper_settings(tmp_path):
+    cfg = compose_cfg(tmp_path, "+experiment=smmnist_lp")
+    assert (cfg.n_past, cfg.n_future, cfg.data.num_digits, cfg.data.image_size) == (5, 10, 2, 64)
+    m = cfg.model
+    assert (m.backbone, m.z_dim, m.beta, m.lr, m.g_dim, m.rnn_size) == (
+        "dcgan64",
+        10,
+        1e-4,
+        2e-3,
+        128,
+        256,
+    )
+
+
+@pytest.mark.parametrize("name,dataset", [("kth_lp", "KTH"), ("bair_fp", "BAIR")])
+def test_unprepared_datasets_fail_with_instructions(tmp_path, name, dataset):
+    cfg = compose_cfg(tmp_path, f"+experiment={name}")
+    dm = instantiate(cfg.data)
+    with pytest.raises(DataNotPreparedError) as err:
+        dm.setup("fit")
+    msg = str(err.value)
+    assert f"{dataset} data is not prepared" in msg and "svg_lightning.data.prepare" in msg
+    assert str(tmp_path / "data") in msg
+
+
+def test_default_is_the_quickstart(tmp_path):
+    cfg = compose_cfg(tmp_path)
+    validate_config(cfg)
+    assert cfg.task_name == "quickstart"
+    assert (cfg.model.backbone, cfg.data.image_size, cfg.data.num_digits) == ("dcgan32", 32, 1)
+    assert cfg.model.variant == "lp" and "wandb" in cfg.logger
+
+
+@pytest.mark.parametrize(
+    "overrides,needle",
+    [
+        (["n_past=0"], "n_past=0 must be >= 1"),
+        (["n_future=0"], "n_future=0 must be >= 1"),
+        (["+experiment=bair_lp", "n_future=40"], "longer than the dataset's 30-frame videos"),
+        (["model.backbone=dcgan64"], "model.backbone=dcgan64 works on 64x64"),
+        (["data.image_size=64"], "backbones for that size: ['dcgan64', 'vgg64']"),
+        (["model.channels=3"], "model.channels=3 does not match the dataset"),
+        (["+experiment=bair_lp", "model.channels=1"], "set model.channels=3"),
+        (["model.backbone=resnet"], "model.backbone='resnet' is unknown"),
+        (
+            ["model.skip=first"],
+            "model.skip='first' is unknown; allowed: ['last', 'reference', 'previous']",
+        ),
+        (["model.variant=vae"], "model.variant='vae' is unknown"),
+        (["+model.dropout=0.1"], "unknown model settings ['dropout']"),
+        (["model.beta=-1"], "model.beta=-1 must be >= 0"),
+        (["model.lr=0"], "model.lr=0 must be > 0"),
+        (["trainer.precision=8"], "trainer.precision=8 is unknown"),
+        (
+            ["data.image_size=48"],
+            "data.image_size=48 is not available for this dataset; allowed: [32, 64]",
+        ),
+    ],
+)
+def test_bad_settings_are_named(tmp_path, overrides, needle):
+    cfg = compose_cfg(tmp_path, *overrides)
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    assert needle in str(err.value)
+
+
+def test_unknown_experiment_and_key_fail_at_composition(tmp_path):
+    with pytest.raises(MissingConfigException, match="experiment/nope"):
+        compose_cfg(tmp_path, "+experiment=nope")
+    with pytest.raises(ConfigCompositionException, match="model.nonexistent"):
+        compose_cfg(tmp_path, "model.nonexistent=1")
+
+
+@pytest.mark.parametrize("preset", ["cpu", "gpu", "ddp"])
+def test_trainer_presets_compose(tmp_path, preset):
+    cfg = compose_cfg(tmp_path, f"trainer={preset}", "trainer.precision=bf16-mixed")
+    validate_config(cfg)
+    assert cfg.trainer.precision == "bf16-mixed"
+    assert cfg.trainer.accelerator == {"cpu": "cpu", "gpu": "gpu", "ddp": "gpu"}[preset]
