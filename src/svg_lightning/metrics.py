@@ -128,11 +128,6 @@ def psnr(pred: Tensor, target: Tensor) -> Tensor:
     Per-channel then mean (not a pooled MSE over channels) so gray and RGB use the same rule; the
     MSE floor keeps perfect reconstructions finite so they can be averaged.
     """
-    if pred.shape != target.shape:
-        raise ValueError(
-            f"pred and target shapes differ: {tuple(pred.shape)} vs {tuple(target.shape)}"
-        )
-    if pred.dim() < 3:
-        raise ValueError(f"expected (..., C, H, W) tensors, got shape {tuple(pred.shape)}")
+    _check(pred, target, 1)
     mse = (pred.float() - target.float()).square().mean((-2, -1))
     return (-10 * torch.log10(mse.clamp_min(MSE_FLOOR))).mean(-1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from pathlib import Path
 
 import hydra
@@ -19,6 +20,8 @@ from svg_lightning.data.prepared import DataNotPreparedError
 from svg_lightning.viz import save_sample_gif, save_sample_grid
 
 log = logging.getLogger(__name__)
+# Lightning 2.6 calls a torch pytree API that torch 2.10+ deprecates; nothing for users to act on.
+warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 
 
 def _instantiate_all(group: DictConfig | None) -> list:
@@ -58,6 +61,9 @@ def summarize_run(cfg, trainer: pl.Trainer, model, datamodule, out: Path) -> Non
 @rank_zero_only
 def _write_summary(cfg, trainer, model, datamodule, out: Path) -> None:
     res = model.test_results
+    if not res:  # under ddp_spawn the results stay in the worker processes
+        log.warning("No held-out results in this process; the summary is skipped.")
+        return
     summary = {
         "num_videos": res["num_videos"],
         "num_samples": cfg.summary.num_samples,
