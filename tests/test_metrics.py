@@ -188,3 +188,14 @@ def test_errors():
 def test_rules_are_documented():
     assert "1e-10" in PSNR_RULE and "100 dB" in PSNR_RULE and "per channel" in PSNR_RULE
     assert "11x11" in SSIM_RULE and "sigma 1.5" in SSIM_RULE and "valid" in SSIM_RULE
+
+
+def test_real_moving_mnist_frames_match_skimage():
+    """Real MNIST digits through the SM-MNIST generator: a frame against the next frame."""
+    from svg_lightning.data.digits import load_digits
+    from svg_lightning.data.smmnist import MovingMNIST
+
+    digits = load_digits("/nonexistent", train=False)
+    video = MovingMNIST(digits, 1, 4, num_digits=2, image_size=64, seed=3)[0]["frames"].double()
+    for i in range(3):
+        check_all(video[i + 1].numpy(), video[i].numpy())

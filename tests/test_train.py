@@ -42,8 +42,15 @@ def test_fit_writes_checkpoint_summary_and_samples(tiny_cfg):
 def test_bf16_mixed_on_cpu(tiny_cfg):
     cfg = tiny_cfg("trainer.precision=bf16-mixed", "summary.enabled=false")
     train(cfg)
-    metrics = (Path(cfg.paths.output_dir) / "csv").rglob("metrics.csv")
-    assert any("train/loss" in p.read_text() for p in metrics)
+    (metrics,) = (Path(cfg.paths.output_dir) / "csv").rglob("metrics.csv")
+    assert "train/loss" in metrics.read_text() and "val/ssim_best" in metrics.read_text()
+
+
+@pytest.mark.parametrize("logger,pattern", [("tensorboard", "events.out.tfevents.*"), ("csv", "metrics.csv")])
+def test_file_loggers_write_metrics(tiny_cfg, logger, pattern):
+    cfg = tiny_cfg(f"logger={logger}", "summary.enabled=false")
+    train(cfg)
+    assert list(Path(cfg.paths.output_dir).rglob(pattern))
 
 
 @pytest.mark.slow
