@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,10 +40,10 @@ TINY = [
 ]
 
 
-def compose_cfg(tmp_path: Path, *overrides: str) -> DictConfig:
-    """The training config as the CLI builds it, with paths inside ``tmp_path``."""
+def compose_cfg(tmp_path: Path, *overrides: str, config_name: str = "train") -> DictConfig:
+    """A config as the CLI builds it, with paths inside ``tmp_path``."""
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose("train", overrides=list(overrides))
+        cfg = compose(config_name, overrides=list(overrides))
     with open_dict(cfg):
         cfg.paths.root_dir = str(tmp_path)
         cfg.paths.data_dir = str(tmp_path / "data")
@@ -53,3 +55,12 @@ def compose_cfg(tmp_path: Path, *overrides: str) -> DictConfig:
 @pytest.fixture
 def tiny_cfg(tmp_path):
     return lambda *overrides: compose_cfg(tmp_path, *TINY, *overrides)
+
+
+def run_cli(module: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """``python -m module args`` as a user runs it, with outputs under ``cwd``."""
+    env = {**os.environ, "SVG_ROOT": str(cwd), "WANDB_MODE": "offline"}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip

@@ -1,7 +1,8 @@
 import torch
 
-from svg_lightning.evaluation import score_predictions, select
-from svg_lightning.module import summarize, unique_first
+from svg_lightning.evaluate.report import build_metrics
+from svg_lightning.evaluate.scoring import baseline_scores, select, video_noise
+from svg_lightning.module import unique_first
 
 
 def test_best_of_n_picks_by_time_average_per_video():
@@ -22,12 +23,20 @@ def test_best_of_n_picks_by_time_average_per_video():
 def test_reference_predictors_are_scored_on_the_same_frames():
     target = torch.zeros(2, 3, 1, 16, 16)
     target[:, :, :, 4:8, 4:8] = 1
-    cond_last = target[:, 0]
-    perfect = target[:, None].repeat(1, 2, 1, 1, 1, 1)
-    out = score_predictions(perfect, target, cond_last)
+    cond = target[:, :2]
+    out = baseline_scores(cond, target)
     assert torch.all(out["copy_last_psnr"] == 100)  # a still digit: copy-last is exact
-    assert torch.allclose(out["ssim_best"], torch.ones(2, 3))
+    assert torch.all(out["copy_last_ssim"] > 0.9999)
     assert torch.all(out["black_ssim"] < 1) and torch.all(out["black_psnr"] < 100)
+    assert out["black_psnr"].shape == (2, 3)
+
+
+def test_video_noise_depends_only_on_seed_and_video():
+    a = video_noise(torch.tensor([4, 9]), 3, 5, 2, seed=0)
+    b = video_noise(torch.tensor([9]), 3, 5, 2, seed=0)
+    torch.testing.assert_close(a[1], b[0])
+    assert not torch.equal(a[0], a[1])
+    assert not torch.equal(a, video_noise(torch.tensor([4, 9]), 3, 5, 2, seed=1))
 
 
 def test_unique_first_drops_padded_duplicates():
@@ -36,8 +45,11 @@ def test_unique_first_drops_padded_duplicates():
     assert values.tolist() == [0, 1, 2, 3] and first.tolist() == [1, 2, 3, 0]
 
 
-def test_summarize_mean_ci_and_curve():
-    curves = torch.tensor([[1.0, 3.0], [3.0, 5.0]])
-    s = summarize(curves)
-    assert s["mean"] == 3.0 and s["per_step"] == [2.0, 4.0]
-    assert abs(s["ci95"] - 1.96 * (2**0.5) / 2**0.5) < 1e-9  # std of [2, 4] = sqrt(2)
+def test_metrics_document_mean_ci_and_curves():
+    curves = {"ssim_best": torch.tensor([[1.0, 3.0], [3.0, 5.0]]), "index": torch.tensor([0, 1])}
+    m = build_metrics(curves, {"dataset": "smmnist", "n_past": 5, "n_future": 2})
+    s = m["summary"]["ssim_best"]
+    assert s["mean"] == 3.0 and abs(s["ci95"] - 1.96) < 1e-9  # std of [2, 4] = sqrt(2)
+    assert m["curves"]["ssim_best"]["mean"] == [2.0, 4.0]
+    assert m["protocol"]["num_videos"] == 2 and "valid region" in m["protocol"]["ssim"]
+    assert "index" not in m["summary"]

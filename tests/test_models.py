@@ -178,3 +178,23 @@ def test_sampling_first_step_uses_last_conditioning_frame():
     m = SVG(variant="deterministic", n_past=3, **TINY_NET).eval()
     x = torch.rand(2, 4, 1, 32, 32)
     torch.testing.assert_close(m.sample(x[:, :3], 1).frames[:, 0, 0], m(x).x_hat[:, 2])
+
+
+@pytest.mark.parametrize("variant", ["lp", "fp"])
+def test_given_noise_makes_samples_independent_of_chunks_and_batch(variant):
+    torch.manual_seed(0)
+    m = SVG(variant=variant, n_past=3, **TINY_NET).eval()
+    cond = torch.rand(3, 3, 1, 32, 32)
+    noise = torch.randn(3, 4, m.noise_steps(3, 5), 3)
+    whole = m.sample(cond, 5, num_samples=4, noise=noise)
+    chunked = m.sample(cond, 5, num_samples=4, chunk_size=5, noise=noise)
+    torch.testing.assert_close(chunked.frames, whole.frames)
+    torch.testing.assert_close(m.sample(cond[1:], 5, 4, noise=noise[1:]).frames, whole.frames[1:])
+    seen = []
+    m.frame_predictor.register_forward_pre_hook(lambda mod, args: seen.append(args[0][..., 8:]))
+    m.sample(cond, 5, num_samples=4, noise=noise)
+    m.sample(cond, 5, num_samples=4, noise=noise)
+    m.sample(cond, 5, num_samples=4, noise=torch.randn_like(noise))
+    n = len(seen) // 3  # predictor calls per sampling run; z is the input after h (g_dim 8)
+    assert all(torch.equal(a, b) for a, b in zip(seen[:n], seen[n : 2 * n]))
+    assert not any(torch.equal(a, b) for a, b in zip(seen[:n], seen[2 * n :]))

@@ -137,3 +137,32 @@ def test_datamodule_batches():
 def test_bad_image_size_is_rejected():
     with pytest.raises(ValueError, match="data.image_size=48"):
         SMMNISTDataModule(image_size=48)
+
+
+FINGERPRINT = """
+import hashlib
+from svg_lightning.data.smmnist import SMMNISTDataModule
+dm = SMMNISTDataModule(data_dir="/nonexistent", n_past=5, n_future=20, test_videos=20)
+dm.setup("test")
+h = hashlib.sha256()
+for i in range(len(dm.test_set)):
+    item = dm.test_set[i]
+    for key in ("frames", "positions", "collisions"):
+        h.update(item[key].numpy().tobytes())
+print(h.hexdigest())
+"""
+
+
+def test_fixed_test_set_is_identical_across_processes():
+    import subprocess
+    import sys
+
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", FINGERPRINT], capture_output=True, text=True, check=True
+        )
+        for _ in range(2)
+    ]
+    here = {}
+    exec(FINGERPRINT.replace("print(h.hexdigest())", "out = h.hexdigest()"), here)
+    assert runs[0].stdout.strip() == runs[1].stdout.strip() == here["out"]

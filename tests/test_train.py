@@ -1,9 +1,6 @@
 """Training end to end on tiny configs: in process, under DDP, and through the real CLI."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +9,7 @@ import yaml
 
 from svg_lightning.module import SVGModule
 from svg_lightning.train import train
-from tests.conftest import TINY
+from tests.conftest import TINY, run_cli
 
 
 @pytest.mark.parametrize("model", ["svg_lp", "svg_fp", "deterministic"])
@@ -26,12 +23,13 @@ def test_fit_writes_checkpoint_summary_and_samples(tiny_cfg):
     train(cfg)
     out = Path(cfg.paths.output_dir)
     assert (out / "config.yaml").is_file() and "${" not in (out / "config.yaml").read_text()
-    summary = json.loads((out / "metrics.json").read_text())
-    assert summary["num_videos"] == 3 and summary["step"] == 2
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["protocol"]["num_videos"] == 3 and metrics["protocol"]["step"] == 2
     for key in ("ssim_best", "psnr_best", "ssim_mean", "copy_last_ssim", "black_psnr"):
-        assert len(summary["scores"][key]["per_step"]) == 3
-    assert summary["scores"]["ssim_best"]["mean"] >= summary["scores"]["ssim_worst"]["mean"]
-    assert (out / "samples.png").stat().st_size > 0 and (out / "samples.gif").stat().st_size > 0
+        assert len(metrics["curves"][key]["mean"]) == 3
+    assert metrics["summary"]["ssim_best"]["mean"] >= metrics["summary"]["ssim_worst"]["mean"]
+    for name in ("samples.png", "samples.gif", "curves.png", "curves.csv"):
+        assert (out / name).stat().st_size > 0
     ckpt = out / "checkpoints" / "last.ckpt"
     state = torch.load(ckpt, weights_only=True, map_location="cpu")  # plain hyper-parameters
     assert state["hyper_parameters"]["variant"] == "lp" and state["global_step"] == 2
@@ -46,7 +44,9 @@ def test_bf16_mixed_on_cpu(tiny_cfg):
     assert "train/loss" in metrics.read_text() and "val/ssim_best" in metrics.read_text()
 
 
-@pytest.mark.parametrize("logger,pattern", [("tensorboard", "events.out.tfevents.*"), ("csv", "metrics.csv")])
+@pytest.mark.parametrize(
+    "logger,pattern", [("tensorboard", "events.out.tfevents.*"), ("csv", "metrics.csv")]
+)
 def test_file_loggers_write_metrics(tiny_cfg, logger, pattern):
     cfg = tiny_cfg(f"logger={logger}", "summary.enabled=false")
     train(cfg)
@@ -68,12 +68,8 @@ def test_wandb_offline_writes_a_run(tiny_cfg):
     assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
 
 
-def _cli(tmp_path, *args):
-    env = {**os.environ, "SVG_ROOT": str(tmp_path), "WANDB_MODE": "offline"}
-    return subprocess.run(
-        [sys.executable, "-m", "svg_lightning", *args],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+def _cli(cwd, *args):
+    return run_cli("svg_lightning", cwd, *args)
 
 
 @pytest.mark.slow

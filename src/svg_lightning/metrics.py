@@ -30,6 +30,12 @@ SSIM_RULE = (
     "channels; equals skimage structural_similarity(gaussian_weights=True, sigma=1.5, "
     "use_sample_covariance=False, data_range=1.0)"
 )
+SSIM_REFERENCE_RULE = (
+    "reference-code ranking SSIM (opt-in, never comparable with SSIM): 7x7 uniform window, data "
+    "range 2, sample covariance, valid region, per channel then mean; equals skimage "
+    "structural_similarity(win_size=7, gaussian_weights=False, use_sample_covariance=True, "
+    "data_range=2.0)"
+)
 PSNR_RULE = (
     "PSNR = 10 log10(1 / max(MSE, 1e-10)) per channel, then mean over channels; "
     "an exact match scores 100 dB"

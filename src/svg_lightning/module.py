@@ -5,16 +5,36 @@ Hyper-parameters are plain values, so checkpoints load with ``torch.load(weights
 
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import pytorch_lightning as pl
 import torch
 
-from svg_lightning.evaluation import score_predictions
+from svg_lightning.checkpoint import META_KEY, checkpoint_meta
+from svg_lightning.evaluate.scoring import (
+    METRICS,
+    REFERENCE_METRICS,
+    score_samples,
+    video_noise,
+)
 from svg_lightning.models.backbones import BACKBONE_SIZES
 from svg_lightning.models.losses import svg_loss
 from svg_lightning.models.svg import SVG, Samples
+
+
+@dataclass
+class EvalSettings:
+    """How validation/test videos are scored: condition on ``n_past`` frames, predict
+    ``n_future``, keep the best of ``num_samples``. Sampling noise depends only on ``seed`` and
+    the video index, so scores do not depend on batching or the number of processes."""
+
+    n_past: int
+    n_future: int
+    num_samples: int
+    sample_chunk: int | None = None
+    seed: int = 0
+    reference_ssim: bool = False  # also report the reference code's ranking SSIM
 
 
 class SVGModule(pl.LightningModule):
@@ -52,11 +72,11 @@ class SVGModule(pl.LightningModule):
             variant, backbone, channels, g_dim, z_dim, rnn_size,
             predictor_layers, posterior_layers, prior_layers, nf, n_past, skip,
         )  # fmt: skip
-        # Test-time settings are chosen per evaluation, not stored with the model.
-        self.test_num_samples = val_num_samples
-        self.test_n_future = n_future
+        self.val_settings = EvalSettings(n_past, n_future, val_num_samples, sample_chunk)
+        # Chosen per evaluation (not stored with the model); see svg_lightning.evaluate.
+        self.test_settings = EvalSettings(n_past, n_future, val_num_samples, sample_chunk)
         self.test_outputs: list[dict[str, torch.Tensor]] = []
-        self.test_results: dict[str, dict[str, float | list[float]]] = {}
+        self.test_curves: dict[str, torch.Tensor] = {}
 
     def configure_optimizers(self):
         hp = self.hparams
@@ -95,23 +115,40 @@ class SVGModule(pl.LightningModule):
             self.train(was_training)
 
     def sample(
-        self, cond: torch.Tensor, n_future: int, num_samples: int = 1, chunk_size: int | None = None
+        self,
+        cond: torch.Tensor,
+        n_future: int,
+        num_samples: int = 1,
+        chunk_size: int | None = None,
+        noise: torch.Tensor | None = None,
     ) -> Samples:
         """``num_samples`` futures per sequence of ``cond`` (B, n_cond, C, H, W): ``SVG.sample``."""
         with self._eval_mode():
             return self.svg.sample(
-                cond, n_future, num_samples, chunk_size or self.hparams.sample_chunk
+                cond, n_future, num_samples, chunk_size or self.hparams.sample_chunk, noise
             )
 
-    def _score(self, batch, n_future: int, num_samples: int) -> dict[str, torch.Tensor]:
-        n_past = self.hparams.n_past
+    def noise_for(self, index: torch.Tensor, settings: EvalSettings) -> torch.Tensor | None:
+        """Per-video sampling noise for ``settings`` (None for the deterministic model)."""
+        if not self.svg.stochastic:
+            return None
+        steps = self.svg.noise_steps(settings.n_past, settings.n_future)
+        return video_noise(index, settings.num_samples, steps, self.hparams.z_dim, settings.seed)
+
+    def score(self, batch, settings: EvalSettings) -> dict[str, torch.Tensor]:
+        """Per-video per-step curves (B, T) of the best/mean/worst sample and the baselines."""
         x = batch["frames"]
-        cond, target = x[:, :n_past], x[:, n_past : n_past + n_future]
-        samples = self.sample(cond, n_future, num_samples)
-        return score_predictions(samples.frames, target, cond[:, -1])
+        p, f = settings.n_past, settings.n_future
+        cond, target = x[:, :p], x[:, p : p + f]
+        noise = self.noise_for(batch["index"], settings)
+        with self._eval_mode():
+            return score_samples(
+                self.svg, cond, target, settings.num_samples, settings.sample_chunk, noise,
+                REFERENCE_METRICS if settings.reference_ssim else METRICS,
+            )  # fmt: skip
 
     def validation_step(self, batch, batch_idx):
-        curves = self._score(batch, self.hparams.n_future, self.hparams.val_num_samples)
+        curves = self.score(batch, self.val_settings)
         size = batch["frames"].shape[0]
         for name, curve in curves.items():
             name = name.replace("copy_last_", "copy_last/").replace("black_", "black/")
@@ -120,26 +157,29 @@ class SVGModule(pl.LightningModule):
                 prog_bar=name == "ssim_best",
             )  # fmt: skip
 
-    def test_step(self, batch, batch_idx):
-        curves = self._score(batch, self.test_n_future, self.test_num_samples)
-        curves["index"] = batch["index"]
-        self.test_outputs.append(curves)
-
     def on_test_epoch_start(self) -> None:
         self.test_outputs = []
 
+    def test_step(self, batch, batch_idx):
+        curves = self.score(batch, self.test_settings)
+        curves["index"] = batch["index"]
+        self.test_outputs.append({k: v.detach() for k, v in curves.items()})
+
     def on_test_epoch_end(self) -> None:
         """Gathers per-video curves from every process and drops the duplicates a distributed
-        sampler pads with, so any number of processes gives the same numbers."""
+        sampler pads with, so any number of processes gives the same numbers. Result:
+        ``test_curves``, each (N videos, T) on the CPU, in video-index order."""
         local = {k: torch.cat([o[k] for o in self.test_outputs]) for k in self.test_outputs[0]}
         gathered = {k: self.all_gather(v) for k, v in local.items()}
         if self.trainer.world_size > 1:
             gathered = {k: v.flatten(0, 1) for k, v in gathered.items()}
-        index = gathered.pop("index")
-        _, first = unique_first(index)
-        self.test_results = {k: summarize(v[first]) for k, v in gathered.items()}
-        self.test_results["num_videos"] = int(first.numel())
+        index, first = unique_first(gathered.pop("index"))
+        self.test_curves = {k: v[first].cpu() for k, v in gathered.items()}
+        self.test_curves["index"] = index.cpu()
         self.test_outputs = []
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[META_KEY] = checkpoint_meta()
 
 
 def unique_first(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -148,15 +188,3 @@ def unique_first(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     pos = torch.arange(index.numel(), device=index.device)
     first = torch.full_like(values, index.numel()).scatter_reduce(0, inverse, pos, "amin")
     return values, first
-
-
-def summarize(curves: torch.Tensor) -> dict[str, float | list[float]]:
-    """curves (N videos, T) -> mean over videos and time with its 95% CI, and the per-step curve."""
-    per_video = curves.double().mean(1)
-    n = per_video.numel()
-    ci = 1.96 * per_video.std().item() / math.sqrt(n) if n > 1 else float("nan")
-    return {
-        "mean": per_video.mean().item(),
-        "ci95": ci,
-        "per_step": curves.double().mean(0).tolist(),
-    }

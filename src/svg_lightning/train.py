@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.utilities import rank_zero_only
 
-import svg_lightning
 from svg_lightning.config import ConfigError, config_dir, validate_config
 from svg_lightning.data.prepared import DataNotPreparedError
-from svg_lightning.viz import save_sample_gif, save_sample_grid
+from svg_lightning.evaluate.report import report_run
 
 log = logging.getLogger(__name__)
 # Lightning 2.6 calls a torch pytree API that torch 2.10+ deprecates; nothing for users to act on.
@@ -53,67 +50,15 @@ def train(cfg: DictConfig) -> float | None:
 
 def summarize_run(cfg, trainer: pl.Trainer, model, datamodule, out: Path) -> None:
     """Held-out best-of-N scores next to the copy-last and all-black predictors, and samples."""
-    model.test_num_samples = cfg.summary.num_samples
+    model.test_settings = replace(model.val_settings, num_samples=cfg.summary.num_samples)
     trainer.test(model, datamodule=datamodule, verbose=False)
-    _write_summary(cfg, trainer, model, datamodule, out)
-
-
-@rank_zero_only
-def _write_summary(cfg, trainer, model, datamodule, out: Path) -> None:
-    res = model.test_results
-    if not res:  # under ddp_spawn the results stay in the worker processes
-        log.warning("No held-out results in this process; the summary is skipped.")
-        return
-    summary = {
-        "num_videos": res["num_videos"],
-        "num_samples": cfg.summary.num_samples,
-        "n_past": model.hparams.n_past,
-        "n_future": model.test_n_future,
-        "step": trainer.global_step,
-        "scores": {k: v for k, v in res.items() if k != "num_videos"},
-        "version": svg_lightning.__version__,
-    }
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2))
-
-    n, s = cfg.summary.grid_videos, cfg.summary.grid_samples
-    batch = [datamodule.test_set[i]["frames"] for i in range(min(n, len(datamodule.test_set)))]
-    x = torch.stack(batch).to(model.device)
-    p = model.hparams.n_past
-    samples = model.sample(x[:, :p], model.test_n_future, s).frames
-    cond, future = x[:, :p], x[:, p : p + model.test_n_future]
-    png = save_sample_grid(out / "samples.png", cond, future, samples)
-    gif = save_sample_gif(out / "samples.gif", cond, future, samples)
-    for lg in trainer.loggers:
-        if hasattr(lg, "log_image"):
-            lg.log_image("samples/grid", [str(png)])
-
+    if not trainer.is_global_zero or not model.test_curves:
+        return  # under ddp_spawn the results stay in the worker processes
     ckpt = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""
-    _print_summary(
-        summary,
-        {"checkpoint": ckpt, "metrics": out / "metrics.json", "grid": png, "animation": gif},
-    )
-
-
-def _print_summary(summary: dict, paths: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    sc = summary["scores"]
-    table = Table(
-        title=f"Held-out scores: {summary['num_videos']} videos, {summary['n_past']} -> "
-        f"{summary['n_future']} frames, best of {summary['num_samples']} samples"
-    )
-    for col in ("predictor", "SSIM", "PSNR (dB)"):
-        table.add_column(col)
-    fmt = lambda k: f"{sc[k]['mean']:.4f} ± {sc[k]['ci95']:.4f}"  # noqa: E731
-    table.add_row("model, best sample", fmt("ssim_best"), fmt("psnr_best"))
-    table.add_row("model, mean over samples", fmt("ssim_mean"), fmt("psnr_mean"))
-    table.add_row("copy last conditioning frame", fmt("copy_last_ssim"), fmt("copy_last_psnr"))
-    table.add_row("all-black frame", fmt("black_ssim"), fmt("black_psnr"))
-    console = Console()
-    console.print(table)
-    for name, path in paths.items():
-        console.print(f"[bold]{name}[/bold]: {path}")
+    report_run(
+        out, model, datamodule, trainer.loggers, ckpt, cfg.summary.grid_videos,
+        cfg.summary.grid_samples, label=cfg.task_name, extra={"step": trainer.global_step},
+    )  # fmt: skip
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")

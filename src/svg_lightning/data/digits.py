@@ -70,7 +70,7 @@ def load_torchvision(data_dir: str | Path, train: bool, download: bool):
 def load_digits(
     data_dir: str | Path, train: bool, size: int = 32, download: bool = False
 ) -> Digits:
-    """Digits of one split, resized to ``size`` x ``size`` (bilinear) as the reference generator does."""
+    """One split's digits, resized to ``size`` x ``size`` (bilinear) as the reference does."""
     found = load_torchvision(data_dir, train, download)
     if found is not None:
         images, labels = found

@@ -125,8 +125,11 @@ class MovingMNIST(Dataset):
 
 
 class SMMNISTDataModule(pl.LightningDataModule):
+    name = "smmnist"
     channels = 1
     image_sizes = IMAGE_SIZES
+    # The evaluation protocol that papers compare SVG under (spec section 6).
+    protocol = {"n_past": 5, "n_future": 20, "num_videos": 5000}
     max_seq_len = None  # the generator runs as long as asked
 
     def __init__(
@@ -154,9 +157,12 @@ class SMMNISTDataModule(pl.LightningDataModule):
             )
         if num_digits < 1:
             raise ValueError(f"data.num_digits={num_digits} must be >= 1")
-        self.save_hyperparameters()
+        # Clip lengths belong to the model's hparams; logging them twice makes Lightning refuse
+        # an evaluation whose lengths differ from training.
+        self.save_hyperparameters(ignore=["n_past", "n_future", "test_videos", "test_seq_len"])
         self.seq_len = n_past + n_future
         self.test_seq_len = test_seq_len or self.seq_len
+        self.test_videos = test_videos
 
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams
@@ -166,9 +172,11 @@ class SMMNISTDataModule(pl.LightningDataModule):
             self.train_set = MovingMNIST(train_digits, hp.train_length, self.seq_len, **common)
         test_digits = load_digits(hp.data_dir, train=False, download=hp.download)
         self.digit_source = test_digits.source
-        self.val_set = MovingMNIST(test_digits, hp.val_videos, self.seq_len, seed=hp.val_seed, **common)
+        self.val_set = MovingMNIST(
+            test_digits, hp.val_videos, self.seq_len, seed=hp.val_seed, **common
+        )
         self.test_set = MovingMNIST(
-            test_digits, hp.test_videos, self.test_seq_len, seed=hp.test_seed, **common
+            test_digits, self.test_videos, self.test_seq_len, seed=hp.test_seed, **common
         )
 
     def _loader(self, dataset: Dataset, train: bool) -> DataLoader:

@@ -47,6 +47,9 @@ class GaussianLSTM(nn.Module):
         return self.mu(out), self.logvar(out), state
 
 
-def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """z = mu + exp(logvar / 2) * eps, eps ~ N(0, I)."""
-    return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+def reparameterize(
+    mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None = None
+) -> torch.Tensor:
+    """z = mu + exp(logvar / 2) * eps, eps ~ N(0, I) unless given."""
+    eps = torch.randn_like(mu) if eps is None else eps.to(mu.dtype)
+    return mu + torch.exp(0.5 * logvar) * eps

@@ -8,6 +8,7 @@ Frame indices are 0-based: step ``t`` predicts frame ``t`` from frame ``t-1`` (t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -51,6 +52,16 @@ class TeacherForced:
     mu: torch.Tensor | None  # posterior, (B, T-1, z)
     logvar: torch.Tensor | None
     prior_mu: torch.Tensor | None  # learned prior (LP only)
+    prior_logvar: torch.Tensor | None
+
+
+@dataclass
+class SampleChunk:
+    """Rows ``rows`` (indices into the B*S sequence-sample pairs) of a sampling call."""
+
+    rows: torch.Tensor
+    frames: torch.Tensor  # (N, n_future, C, H, W)
+    prior_mu: torch.Tensor | None
     prior_logvar: torch.Tensor | None
 
 
@@ -140,44 +151,76 @@ class SVG(nn.Module):
         mu, logvar, _ = self.prior(h[:, :-1])
         return mu, logvar
 
+    def noise_steps(self, n_cond: int, n_future: int) -> int:
+        """Standard-normal draws per sample: the P-1 conditioning transitions, then each
+        generated frame."""
+        return n_cond - 1 + n_future if self.stochastic else 0
+
     @torch.no_grad()
+    def iter_samples(
+        self,
+        cond: torch.Tensor,
+        n_future: int,
+        num_samples: int = 1,
+        chunk_size: int | None = None,
+        noise: torch.Tensor | None = None,
+    ) -> Iterator[SampleChunk]:
+        """Futures for every sequence of ``cond`` (B, n_cond, C, H, W), as chunks of at most
+        ``chunk_size`` rows of the B*S (sequence, sample) pairs, row ``b * S + s``. ``noise``
+        (B, S, noise_steps, z) fixes every standard-normal draw (reproducible evaluation)."""
+        s = num_samples if self.stochastic else 1
+        b, n_cond = cond.shape[:2]
+        h, skips = self.encode(cond)  # conditioning frames are encoded once, not once per sample
+        if noise is not None:
+            noise = noise.to(cond.device).flatten(0, 1)
+        for rows in torch.arange(b * s, device=cond.device).split(chunk_size or b * s):
+            eps = None if noise is None else noise[rows]
+            frames, mu, logvar = self._rollout(
+                h[rows // s], [sk[rows // s] for sk in skips], n_future, eps
+            )
+            yield SampleChunk(rows, frames, mu, logvar)
+
     def sample(
         self,
         cond: torch.Tensor,
         n_future: int,
         num_samples: int = 1,
         chunk_size: int | None = None,
+        noise: torch.Tensor | None = None,
     ) -> Samples:
-        """Draw ``num_samples`` futures of ``n_future`` frames for every sequence in
-        ``cond`` (B, n_cond, C, H, W). All samples of all sequences run as one batch of B*S rows,
-        split into chunks of at most ``chunk_size`` rows to bound memory. Call in eval mode."""
+        """``num_samples`` futures of ``n_future`` frames for every sequence of ``cond``
+        (B, n_cond, C, H, W), all samples of all sequences batched together (see
+        ``iter_samples``). Call in eval mode."""
         s = num_samples if self.stochastic else 1
-        b, n_cond = cond.shape[:2]
-        h, skips = self.encode(cond)  # conditioning frames are encoded once, not once per sample
-        rows = torch.arange(b * s, device=cond.device)
-        chunk = chunk_size or b * s
-        parts = [
-            self._rollout(h[r // s], [sk[r // s] for sk in skips], n_future)
-            for r in rows.split(chunk)
-        ]
-        frames = torch.cat([p[0] for p in parts]).view(b, s, n_future, *cond.shape[2:])
+        b = cond.shape[0]
+        chunks = list(self.iter_samples(cond, n_future, num_samples, chunk_size, noise))
+        frames = torch.cat([c.frames for c in chunks]).view(b, s, n_future, *cond.shape[2:])
         if self.variant != "lp":
             return Samples(frames)
-        mu = torch.cat([p[1] for p in parts]).view(b, s, n_future, -1)
-        logvar = torch.cat([p[2] for p in parts]).view(b, s, n_future, -1)
+        mu = torch.cat([c.prior_mu for c in chunks]).view(b, s, n_future, -1)
+        logvar = torch.cat([c.prior_logvar for c in chunks]).view(b, s, n_future, -1)
         return Samples(frames, mu, logvar)
 
-    def _rollout(self, h: torch.Tensor, skips: list[torch.Tensor], n_future: int):
+    def _rollout(
+        self,
+        h: torch.Tensor,
+        skips: list[torch.Tensor],
+        n_future: int,
+        eps: torch.Tensor | None = None,
+    ):
         """h: (N, P, g), skips: (N, P, ...) of the conditioning frames. Warms the LSTMs up on the
-        P-1 conditioning transitions (z from the posterior), then generates n_future frames."""
+        P-1 conditioning transitions (z from the posterior), then generates n_future frames.
+        ``eps``: (N, P-1+n_future, z) standard-normal draws, or None to draw them here."""
         n_cond = h.shape[1]
+        if eps is None and self.stochastic:
+            eps = torch.randn(h.shape[0], n_cond - 1 + n_future, self.z_dim, device=h.device)
         prior_state = pred_state = None
         if n_cond > 1:
             h_prev, h_target = h[:, :-1], h[:, 1:]
             inp = h_prev
             if self.stochastic:
                 mu, logvar, _ = self.posterior(h_target)
-                inp = torch.cat([h_prev, reparameterize(mu, logvar)], dim=-1)
+                inp = torch.cat([h_prev, reparameterize(mu, logvar, eps[:, : n_cond - 1])], -1)
                 if self.variant == "lp":
                     _, _, prior_state = self.prior(h_prev)
             _, pred_state = self.frame_predictor(inp, None)
@@ -185,15 +228,17 @@ class SVG(nn.Module):
         skip = [sk[:, skip_source(n_cond, n_cond, self.skip)] for sk in skips]
         frames, mus, logvars = [], [], []
         for step in range(n_future):
-            if self.variant == "lp":
-                mu, logvar, prior_state = self.prior(h_in, prior_state)
-                z = reparameterize(mu, logvar)
-                mus.append(mu[:, 0])
-                logvars.append(logvar[:, 0])
-            elif self.variant == "fp":
-                z = torch.randn(h_in.shape[0], 1, self.z_dim, device=h.device, dtype=h.dtype)
-            inp = torch.cat([h_in, z], dim=-1) if self.stochastic else h_in
-            g, pred_state = self.frame_predictor(inp, pred_state)
+            if self.stochastic:
+                e = eps[:, n_cond - 1 + step, None]
+                if self.variant == "lp":
+                    mu, logvar, prior_state = self.prior(h_in, prior_state)
+                    z = reparameterize(mu, logvar, e)
+                    mus.append(mu[:, 0])
+                    logvars.append(logvar[:, 0])
+                else:
+                    z = e.to(h_in.dtype)
+                h_in = torch.cat([h_in, z], dim=-1)
+            g, pred_state = self.frame_predictor(h_in, pred_state)
             x = self.decoder(g[:, 0], skip)
             frames.append(x)
             if step + 1 < n_future:

@@ -1,0 +1,80 @@
+"""Loading checkpoints with errors that name the file and what is wrong with it."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+import svg_lightning
+
+# Bumped whenever a checkpoint written before can no longer be loaded by this code.
+CHECKPOINT_FORMAT = 1
+META_KEY = "svg_lightning"
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def checkpoint_meta() -> dict:
+    return {"version": svg_lightning.__version__, "format": CHECKPOINT_FORMAT}
+
+
+def sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """The checkpoint dict, loaded with ``weights_only=True``; CheckpointError when it is
+    missing, unreadable (truncated, corrupt) or not written by a compatible svg_lightning."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for damaged zip/pickle data
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read (truncated or corrupt?): {type(err).__name__}: {err}"
+        ) from None
+    meta = ckpt.get(META_KEY) if isinstance(ckpt, dict) else None
+    if meta is None or "hyper_parameters" not in ckpt or "state_dict" not in ckpt:
+        raise CheckpointError(
+            f"checkpoint {path} was not written by svg_lightning (no '{META_KEY}' entry, "
+            "hyper-parameters and state dict)"
+        )
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"checkpoint {path} was written by svg_lightning {meta.get('version')} (checkpoint "
+            f"format {meta.get('format')}); this is svg_lightning {svg_lightning.__version__} "
+            f"(format {CHECKPOINT_FORMAT}). Evaluate it with the version that wrote it."
+        )
+    return ckpt
+
+
+def load_model(path: str | Path):
+    """The SVGModule stored in ``path``, in eval mode on the CPU."""
+    from svg_lightning.module import SVGModule
+
+    ckpt = read_checkpoint(path)
+    try:
+        model = SVGModule(**ckpt["hyper_parameters"])
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(
+            f"checkpoint {path}: its hyper-parameters do not fit: {err}"
+        ) from None
+    try:
+        missing, unexpected = model.load_state_dict(ckpt["state_dict"], strict=False)
+    except RuntimeError as err:  # shape mismatches
+        raise CheckpointError(f"checkpoint {path} does not match its architecture: {err}") from None
+    if missing or unexpected:
+        raise CheckpointError(
+            f"checkpoint {path} does not match its architecture: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}"
+        )
+    return model.eval()

@@ -1,0 +1,1 @@
+"""Best-of-N SSIM/PSNR evaluation (`python -m svg_lightning.evaluate ckpt_path=...`)."""

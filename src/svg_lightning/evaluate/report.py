@@ -1,0 +1,222 @@
+"""Evaluation results: metrics.json, a CSV of the per-step curves, plots and sample grids."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+import svg_lightning  # noqa: E402
+from svg_lightning.checkpoint import sha256  # noqa: E402
+from svg_lightning.metrics import PSNR_RULE, SSIM_REFERENCE_RULE, SSIM_RULE, ssim  # noqa: E402
+from svg_lightning.viz import save_sample_gif, save_sample_grid  # noqa: E402
+
+SELECTION_RULE = (
+    "per video, each metric is averaged over the predicted frames for every sample; best/worst "
+    "keep the sample with the highest/lowest average (separately per metric), mean averages over "
+    "samples; the deterministic model is scored once"
+)
+CI_RULE = "95% CI = 1.96 * std / sqrt(n) over videos (per step: over the videos at that step)"
+BASELINES = {"copy_last": "copy last conditioning frame", "black": "all-black frame"}
+BASELINE_STYLE = {
+    "copy_last": {"color": "0.5", "linestyle": ":"},
+    "black": {"color": "k", "linestyle": "-."},
+}
+
+
+def _mean_ci(x: torch.Tensor) -> tuple[float, float]:
+    n = x.numel()
+    ci = 1.96 * x.std().item() / math.sqrt(n) if n > 1 else float("nan")
+    return x.mean().item(), ci
+
+
+def build_metrics(curves: dict[str, torch.Tensor], protocol: dict) -> dict:
+    """curves: name -> (N videos, T) per-step scores -> the metrics.json document."""
+    summary, per_step = {}, {}
+    for name, c in curves.items():
+        if name == "index":
+            continue
+        c = c.double()
+        mean, ci = _mean_ci(c.mean(1))
+        summary[name] = {"mean": mean, "ci95": ci}
+        steps = [_mean_ci(c[:, t]) for t in range(c.shape[1])]
+        per_step[name] = {"mean": [m for m, _ in steps], "ci95": [e for _, e in steps]}
+    num_videos = next(v for k, v in curves.items() if k != "index").shape[0]
+    return {
+        "protocol": {
+            **protocol,
+            "num_videos": num_videos,
+            "ssim": SSIM_RULE,
+            "psnr": PSNR_RULE,
+            "selection": SELECTION_RULE,
+            "ci": CI_RULE,
+            "package_version": svg_lightning.__version__,
+        },
+        "summary": summary,
+        "curves": per_step,
+    }
+
+
+def frame_numbers(metrics: dict) -> list[int]:
+    """1-based frame numbers of the predicted frames, as on the paper's plots."""
+    p, f = metrics["protocol"]["n_past"], metrics["protocol"]["n_future"]
+    return list(range(p + 1, p + f + 1))
+
+
+def write_csv(path: Path, metrics: dict) -> Path:
+    names = list(metrics["curves"])
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["frame"] + [f"{n}_{s}" for n in names for s in ("mean", "ci95")])
+        for t, frame in enumerate(frame_numbers(metrics)):
+            row = [frame]
+            for n in names:
+                row += [metrics["curves"][n]["mean"][t], metrics["curves"][n]["ci95"][t]]
+            w.writerow(row)
+    return path
+
+
+def _band(ax, x, curve: dict, **style) -> None:
+    mean, ci = torch.tensor(curve["mean"]), torch.tensor(curve["ci95"]).nan_to_num(0.0)
+    (line,) = ax.plot(x, mean, **style)
+    ax.fill_between(x, mean - ci, mean + ci, color=line.get_color(), alpha=0.2, linewidth=0)
+
+
+def plot_curves(path: Path, runs: dict[str, dict], title: str = "") -> Path:
+    """SSIM and PSNR per predicted frame with 95% bands (the paper's Figs. 7/8). One run: best
+    and mean sample next to the baselines; several runs: each run's best sample, and the first
+    run's baselines."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    first = next(iter(runs.values()))
+    for ax, metric in zip(axes, ("ssim", "psnr")):
+        for label, m in runs.items():
+            x = frame_numbers(m)
+            best_label = f"{label}: best sample" if len(runs) == 1 else label
+            _band(ax, x, m["curves"][f"{metric}_best"], label=best_label, linewidth=2)
+            if len(runs) == 1 and f"{metric}_mean" in m["curves"]:
+                _band(ax, x, m["curves"][f"{metric}_mean"], label=f"{label}: mean of samples")
+        for key, name in BASELINES.items():
+            curve = first["curves"][f"{key}_{metric}"]
+            _band(ax, frame_numbers(first), curve, label=name, **BASELINE_STYLE[key])
+        p = first["protocol"]["n_past"]
+        ax.set(xlabel=f"predicted frame (conditioned on frames 1-{p})", title=metric.upper())
+        ax.set_ylabel("SSIM" if metric == "ssim" else "PSNR (dB)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_report(out: Path, metrics: dict, label: str) -> dict[str, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "metrics.json"
+    path.write_text(json.dumps(metrics, indent=2))
+    pr = metrics["protocol"]
+    title = (
+        f"{label}: {pr['dataset']}, {pr['n_past']} -> {pr['n_future']} frames, "
+        f"{pr['num_videos']} videos, best of {pr['num_samples']}"
+    )
+    return {
+        "metrics": path,
+        "curves_csv": write_csv(out / "curves.csv", metrics),
+        "curves_plot": plot_curves(out / "curves.png", {label: metrics}, title),
+    }
+
+
+@torch.no_grad()
+def save_samples(out: Path, model, dataset, settings, videos: int, samples: int) -> dict[str, Path]:
+    """For the first ``videos`` test videos: ground truth, the best sample (by SSIM) and the first
+    ``samples`` samples drawn, as a PNG grid and a GIF. Uses the evaluation's own noise, so the
+    best sample shown is the one that was scored."""
+    items = [dataset[i] for i in range(min(videos, len(dataset)))]
+    x = torch.stack([it["frames"] for it in items]).to(model.device)
+    index = torch.stack([it["index"] for it in items])
+    p, f = settings.n_past, settings.n_future
+    cond, target = x[:, :p], x[:, p : p + f]
+    noise = model.noise_for(index, settings)
+    drawn = model.sample(cond, f, settings.num_samples, settings.sample_chunk, noise).frames
+    best = ssim(drawn.clamp(0, 1), target[:, None].expand_as(drawn)).mean(-1).argmax(1)
+    shown = torch.cat([drawn[torch.arange(len(x)), best][:, None], drawn[:, :samples]], dim=1)
+    return {
+        "grid": save_sample_grid(out / "samples.png", cond, target, shown),
+        "animation": save_sample_gif(out / "samples.gif", cond, target, shown),
+    }
+
+
+def print_table(metrics: dict, paths: dict[str, Path], label: str = "model") -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    pr, sm = metrics["protocol"], metrics["summary"]
+    table = Table(
+        title=f"{pr['dataset']}: {pr['num_videos']} videos, {pr['n_past']} -> {pr['n_future']} "
+        f"frames, best of {pr['num_samples']} samples (mean ± 95% CI)"
+    )
+    for col in ("predictor", "SSIM", "PSNR (dB)"):
+        table.add_column(col)
+    fmt = lambda k: f"{sm[k]['mean']:.4f} ± {sm[k]['ci95']:.4f}"
+    table.add_row(f"{label}, best sample", fmt("ssim_best"), fmt("psnr_best"))
+    table.add_row(f"{label}, mean over samples", fmt("ssim_mean"), fmt("psnr_mean"))
+    for key, name in BASELINES.items():
+        table.add_row(name, fmt(f"{key}_ssim"), fmt(f"{key}_psnr"))
+    console = Console(width=max(Console().width, 100))
+    console.print(table)
+    for name, path in paths.items():
+        console.print(f"[bold]{name}[/bold]: {path}", soft_wrap=True)
+
+
+def log_to_loggers(loggers, metrics: dict, paths: dict[str, Path], prefix: str) -> None:
+    """Summary numbers as metrics, plots and sample grids as images, where the logger can."""
+    scalars = {f"{prefix}/{k}": v["mean"] for k, v in metrics["summary"].items()}
+    for lg in loggers:
+        lg.log_metrics(scalars)
+        if hasattr(lg, "log_image"):
+            for key in ("curves_plot", "grid"):
+                if key in paths:
+                    lg.log_image(f"{prefix}/{key}", [str(paths[key])])
+        lg.save()  # the loop that would flush file loggers has already ended
+
+
+def report_run(
+    out: Path,
+    model,
+    datamodule,
+    loggers,
+    ckpt_path: str | Path,
+    grid_videos: int,
+    grid_samples: int,
+    label: str,
+    extra: dict | None = None,
+) -> dict[str, Path]:
+    """Everything an evaluation writes, from the gathered ``model.test_curves``: metrics.json
+    (with the protocol), curves.csv, curves.png, samples.png/gif; logged and printed."""
+    settings = model.test_settings
+    ckpt_path = str(ckpt_path or "")
+    protocol = {
+        "dataset": datamodule.name,
+        "ssim_ref": SSIM_REFERENCE_RULE if settings.reference_ssim else None,
+        "n_past": settings.n_past,
+        "n_future": settings.n_future,
+        "num_samples": settings.num_samples if model.svg.stochastic else 1,
+        "noise_seed": settings.seed,
+        "model": model.hparams.variant,
+        "checkpoint": ckpt_path,
+        "checkpoint_sha256": sha256(ckpt_path) if ckpt_path and Path(ckpt_path).is_file() else None,
+        **(extra or {}),
+    }
+    metrics = build_metrics(model.test_curves, protocol)
+    paths = write_report(out, metrics, label)
+    paths |= save_samples(out, model, datamodule.test_set, settings, grid_videos, grid_samples)
+    log_to_loggers(loggers, metrics, paths, prefix="test")
+    print_table(metrics, {"checkpoint": ckpt_path, **paths}, label)
+    return paths
