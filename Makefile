@@ -25,6 +25,7 @@ test-fast: dev  ## skip subprocess, multi-process and training tests
 bench: dev  ## throughput figures (see benchmarks/)
 	$(BIN)/python benchmarks/bench_model.py
 	$(BIN)/python benchmarks/bench_eval.py
+	$(BIN)/python benchmarks/bench_data.py
 
 lint: dev
 	$(BIN)/ruff format --check src tests benchmarks

@@ -1,0 +1,148 @@
+"""Writers for raw dataset fixtures in the official formats, shared by tests and benchmarks.
+
+KTH: MJPEG AVI files named ``personXX_<class>_dY_uncomp.avi``, loose or in ``<class>.zip``.
+BAIR: ``tf.train.Example`` records (serialized by the protobuf runtime from the schema built below
+in a private descriptor pool), framed as TFRecords with CRCs computed here, independently of the
+code under test, and the ``bair_robot_pushing_dataset_v0.tar`` holding them.
+"""
+
+from __future__ import annotations
+
+import struct
+import tarfile
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import av
+import google_crc32c
+import numpy as np
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+# --- KTH ----------------------------------------------------------------------------------------
+
+
+def write_avi(path: Path, frames: np.ndarray) -> None:
+    """MJPEG in AVI at the best quality; R = G = B like KTH's gray content in a colour codec."""
+    with av.open(str(path), "w", format="avi") as c:
+        s = c.add_stream("mjpeg", rate=25)
+        s.width, s.height, s.pix_fmt = 160, 120, "yuvj420p"
+        s.codec_context.qmin = s.codec_context.qmax = 1
+        for f in frames:
+            rgb = np.repeat(f[..., None], 3, axis=2)
+            c.mux(s.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        c.mux(s.encode())
+
+
+def write_zip(path: Path, files: Iterable[tuple[Path, str]]) -> None:
+    """A deflated zip at ``path`` holding each (file on disk, name in the archive), in order."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for file, arcname in files:
+            zf.write(file, arcname)
+
+
+def write_kth_videos(
+    src: Path, staging: Path, videos: Iterable[tuple[str, np.ndarray, str]]
+) -> None:
+    """Each (name like ``person01_boxing_d1``, (T, 120, 160) uint8 frames, where) as
+    ``<name>_uncomp.avi``: where ``"avi"`` puts it in ``src/extracted/``, ``"zip"`` writes it to
+    ``staging`` and stores it in ``src/<class>.zip`` (one archive per class, like the official)."""
+    members: dict[str, list[tuple[Path, str]]] = {}
+    for name, frames, where in videos:
+        file = f"{name}_uncomp.avi"
+        if where == "avi":
+            (src / "extracted").mkdir(exist_ok=True)
+            write_avi(src / "extracted" / file, frames)
+            continue
+        write_avi(staging / file, frames)
+        members.setdefault(name.split("_")[1], []).append((staging / file, file))
+    for action, files in members.items():
+        write_zip(src / f"{action}.zip", files)
+
+
+# --- BAIR ---------------------------------------------------------------------------------------
+
+
+def _example_class():
+    """tf.train.Example as in tensorflow/core/example/{example,feature}.proto."""
+    F = descriptor_pb2.FieldDescriptorProto
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="test_bair_example.proto", package="tensorflow", syntax="proto3"
+    )
+
+    def field(msg, name, number, kind, repeated=False, type_name=""):
+        label = F.LABEL_REPEATED if repeated else F.LABEL_OPTIONAL
+        new = msg.field.add(name=name, number=number, type=kind, label=label)
+        if type_name:
+            new.type_name = type_name
+        return new
+
+    for name, kind in (("BytesList", F.TYPE_BYTES), ("FloatList", F.TYPE_FLOAT)):
+        field(proto.message_type.add(name=name), "value", 1, kind, repeated=True)
+    feature = proto.message_type.add(name="Feature")
+    feature.oneof_decl.add(name="kind")
+    for number, name in ((1, "bytes_list"), (2, "float_list")):
+        type_name = ".tensorflow." + name.title().replace("_", "")
+        field(feature, name, number, F.TYPE_MESSAGE, type_name=type_name).oneof_index = 0
+    features = proto.message_type.add(name="Features")
+    entry = features.nested_type.add(name="FeatureEntry")
+    entry.options.map_entry = True
+    field(entry, "key", 1, F.TYPE_STRING)
+    field(entry, "value", 2, F.TYPE_MESSAGE, type_name=".tensorflow.Feature")
+    field(features, "feature", 1, F.TYPE_MESSAGE, True, ".tensorflow.Features.FeatureEntry")
+    example = proto.message_type.add(name="Example")
+    field(example, "features", 1, F.TYPE_MESSAGE, type_name=".tensorflow.Features")
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.Example"))
+
+
+Example = _example_class()
+
+
+def serialize(video, rng, frame_bytes=None):
+    """One BAIR record; ``frame_bytes`` overrides frame 7's raw bytes."""
+    ex = Example()
+    for i, frame in enumerate(video):
+        feats = ex.features.feature
+        raw = frame_bytes if (frame_bytes is not None and i == 7) else frame.tobytes()
+        feats[f"{i}/image_aux1/encoded"].bytes_list.value.append(raw)
+        feats[f"{i}/action"].float_list.value.extend(rng.standard_normal(4).tolist())
+        feats[f"{i}/endeffector_pos"].float_list.value.extend(rng.standard_normal(3).tolist())
+    return ex.SerializeToString()
+
+
+def mask(crc):
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) % 2**32
+
+
+def frame_record(data):
+    length = struct.pack("<Q", len(data))
+    return (
+        length
+        + struct.pack("<I", mask(google_crc32c.value(length)))
+        + data
+        + struct.pack("<I", mask(google_crc32c.value(data)))
+    )
+
+
+def write_raw(tmp_path, rng, shards):
+    """``softmotion30_44k/`` under tmp_path/raw, one file per (split, stem, videos) of ``shards``
+    holding random videos; returns {(split, stem): (videos, [record bytes])}."""
+    written = {}
+    for split, stem, n in shards:
+        videos = rng.integers(0, 256, (n, 30, 64, 64, 3), dtype=np.uint8)
+        records = [frame_record(serialize(v, rng)) for v in videos]
+        path = tmp_path / "raw" / "softmotion30_44k" / split / f"{stem}.tfrecords"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"".join(records))
+        written[split, stem] = videos, records
+    return written
+
+
+def make_tar(tmp_path):
+    """tmp_path/raw/softmotion30_44k -> tmp_path/bair_robot_pushing_dataset_v0.tar."""
+    tar_path = tmp_path / "bair_robot_pushing_dataset_v0.tar"
+    with tarfile.open(tar_path, "w") as tar:
+        tar.add(tmp_path / "raw" / "softmotion30_44k", arcname="softmotion30_44k")
+    return tar_path

@@ -1,0 +1,178 @@
+"""KTH and BAIR DataModules over prepared layouts, and the experiments on prepared fixtures."""
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from svg_lightning.data.prepared import BAIRDataModule, DataNotPreparedError, KTHDataModule
+from tests.data_fixtures import make_tar, write_kth_videos, write_raw
+
+
+def make_kth(root, size=64, persons=(1, 2, 21, 22), frames=(30, 8, 45, 50)):
+    folder = root / f"kth{size}"
+    (folder / "videos").mkdir(parents=True)
+    videos = []
+    for k, (person, n) in enumerate(zip(persons, frames)):
+        name = f"person{person:02d}_boxing_d1"
+        # frame t of video k has value k*50 + t so clips can be located exactly
+        array = (k * 50 + np.arange(n, dtype=np.uint8))[:, None, None] * np.ones(
+            (1, size, size), np.uint8
+        )
+        np.save(folder / "videos" / f"{name}.npy", array)
+        videos.append({"name": name, "person": person, "action": "boxing", "scenario": 1,
+                       "split": "train" if person <= 20 else "test", "frames": n,
+                       "file": f"videos/{name}.npy", "segments": None})  # fmt: skip
+    (folder / "index.json").write_text(
+        json.dumps({"dataset": "kth", "size": size, "videos": videos})
+    )
+
+
+def make_bair(root, shards=((0, 3), (256, 2)), test=(4,)):
+    folder = root / "bair"
+    splits = {"train": [], "test": []}
+    value = 0
+    for split, spec in (("train", shards), ("test", [(0, n) for n in test])):
+        (folder / split).mkdir(parents=True, exist_ok=True)
+        for start, n in spec:
+            stem = f"traj_{start}_to_{start + 255}"
+            array = np.zeros((n, 30, 64, 64, 3), np.uint8)
+            for i in range(n):
+                array[i] = (value + np.arange(30, dtype=np.uint8))[:, None, None, None]
+                value += 1
+            np.save(folder / split / f"{stem}.npy", array)
+            splits[split].append({"file": f"{split}/{stem}.npy", "videos": n})
+    (folder / "index.json").write_text(json.dumps({"dataset": "bair", "splits": splits}))
+
+
+def test_kth_clips_split_by_person_and_fixed_test(tmp_path):
+    make_kth(tmp_path)
+    dm = KTHDataModule(
+        str(tmp_path), n_past=4, n_future=6, batch_size=2, val_videos=3, test_videos=5
+    )
+    dm.setup("fit")
+    # The 8-frame train video is too short for 10-frame clips; only person01 remains.
+    assert [v[0] for v in dm.train_set.videos] == ["videos/person01_boxing_d1.npy"]
+    item = dm.train_set[0]
+    assert item["frames"].shape == (10, 1, 64, 64) and item["frames"].dtype == torch.float32
+    first = round(item["frames"][0, 0, 0, 0].item() * 255)
+    assert 0 <= first <= 20  # video 0 (values 0..29), start in [0, 20]
+    steps = (item["frames"][:, 0, 0, 0] * 255).round()
+    assert torch.equal(steps, first + torch.arange(10.0))
+    test_values = {round(dm.test_set[i]["frames"][0, 0, 0, 0].item() * 255) // 50 for i in range(5)}
+    assert test_values <= {2, 3}  # only persons 21 and 22
+    again = KTHDataModule(str(tmp_path), n_past=4, n_future=6, val_videos=3, test_videos=5)
+    again.setup("test")
+    for i in range(5):
+        assert torch.equal(dm.test_set[i]["frames"], again.test_set[i]["frames"])
+    assert len(dm.val_set) == 3 and len(dm.test_set) == 5
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["frames"].shape == (2, 10, 1, 64, 64)
+
+
+def test_kth_training_clips_are_fresh_and_reproducible(tmp_path):
+    make_kth(tmp_path, frames=(60, 60, 60, 60))
+    dm = KTHDataModule(str(tmp_path), n_past=2, n_future=2)
+    dm.setup("fit")
+    torch.manual_seed(0)
+    a = [dm.train_set[0]["frames"] for _ in range(5)]
+    torch.manual_seed(0)
+    b = [dm.train_set[0]["frames"] for _ in range(5)]
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert len({x[0, 0, 0, 0].item() for x in a}) > 1
+
+
+def test_memmaps_are_reopened_in_workers_not_copied(tmp_path):
+    make_kth(tmp_path)
+    dm = KTHDataModule(str(tmp_path), n_past=2, n_future=2)
+    dm.setup("fit")
+    dm.test_set[0]
+    assert dm.test_set.maps.maps  # opened here
+    assert isinstance(next(iter(dm.test_set.maps.maps.values())), np.memmap)
+    clone = pickle.loads(pickle.dumps(dm.test_set))
+    assert clone.maps.maps == {}
+    assert torch.equal(clone[0]["frames"], dm.test_set[0]["frames"])
+
+
+def test_bair_test_videos_from_frame_zero_in_order(tmp_path):
+    make_bair(tmp_path)
+    dm = BAIRDataModule(str(tmp_path), n_past=2, n_future=10, val_videos=2)
+    dm.setup("fit")
+    assert len(dm.test_set) == 4 and len(dm.val_set) == 2
+    firsts = [round(dm.test_set[i]["frames"][0, 0, 0, 0].item() * 255) for i in range(4)]
+    assert firsts == [5, 6, 7, 8]  # train videos took values 0..4
+    item = dm.train_set[0]
+    assert item["frames"].shape == (12, 3, 64, 64)
+    assert round(item["frames"][0, 0, 0, 0].item() * 255) in range(5)  # from frame 0
+    rnd = BAIRDataModule(str(tmp_path), n_past=2, n_future=10, random_start=True)
+    rnd.setup("fit")
+    starts = set()
+    for _ in range(30):
+        x = (rnd.train_set[0]["frames"][:, 0, 0, 0] * 255).round()
+        starts.add(int(x[0]))
+    assert len(starts) > 5
+
+
+@pytest.mark.parametrize(
+    "cls,cmd", [(KTHDataModule, "prepare kth"), (BAIRDataModule, "prepare bair")]
+)
+def test_unprepared_data_names_the_command(tmp_path, cls, cmd):
+    dm = cls(str(tmp_path))
+    with pytest.raises(DataNotPreparedError) as err:
+        dm.setup("fit")
+    assert "index.json does not exist" in str(err.value) and cmd in str(err.value)
+    assert f"--out {tmp_path}" in str(err.value)
+
+
+SMALL = ["n_past=2", "n_future=2", "data.batch_size=2", "data.num_workers=0", "data.val_videos=2",
+         "data.test_videos=2", "model.g_dim=8", "model.rnn_size=8", "model.z_dim=2",
+         "model.val_num_samples=2", "trainer.accelerator=cpu", "logger=csv"]  # fmt: skip
+
+
+def kth_archives(tmp_path):
+    rng = np.random.default_rng(0)
+    videos = [
+        (f"person{p:02d}_{action}_d1", rng.integers(0, 256, (12, 120, 160), dtype=np.uint8), where)
+        for p, action, where in ((1, "boxing", "zip"), (2, "walking", "avi"),
+                                 (21, "boxing", "zip"), (22, "running", "avi"))
+    ]  # fmt: skip
+    src, staging = tmp_path / "kth_src", tmp_path / "staging"
+    src.mkdir()
+    staging.mkdir()
+    write_kth_videos(src, staging, videos)
+    return src
+
+
+def bair_archive(tmp_path):
+    rng = np.random.default_rng(0)
+    write_raw(tmp_path, rng, [("train", "traj_0_to_255", 3), ("test", "traj_0_to_255", 2)])
+    return make_tar(tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "experiment,archive", [("kth_lp", kth_archives), ("bair_lp", bair_archive)]
+)
+def test_experiment_runs_on_prepared_fixtures(tmp_path, capsys, experiment, archive):
+    """The official formats -> the prepare command -> a fast_dev_run of the experiment."""
+    from svg_lightning.data.prepare import main as prepare
+    from svg_lightning.train import train
+    from tests.conftest import compose_cfg
+
+    dataset = experiment.split("_")[0]
+    data = tmp_path / "data"
+    assert prepare([dataset, "--src", str(archive(tmp_path)), "--out", str(data)]) == 0
+    assert "skipped: 0" in capsys.readouterr().out
+    train(compose_cfg(tmp_path, f"+experiment={experiment}", *SMALL, "debug=fdr"))
+
+
+def test_prepare_command_reports_missing_inputs(tmp_path, capsys):
+    from svg_lightning.data.prepare import main as prepare
+
+    assert prepare(["bair", "--src", str(tmp_path / "nope.tar"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "bair_robot_pushing_dataset_v0.tar" in err and "Traceback" not in err
+    assert prepare(["kth", "--src", str(tmp_path), "--out", str(tmp_path)]) == 2
+    assert "boxing.zip" in capsys.readouterr().err
