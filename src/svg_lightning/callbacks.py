@@ -1,0 +1,176 @@
+"""Callbacks that let people watch a run: sample videos at each validation, training curves.
+
+Media go to the run folder (``<run>/media/``) whatever the logger, and to the logger where it can
+take them (W&B: videos and images, online or offline; TensorBoard: images).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytorch_lightning as pl  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from svg_lightning.models.losses import gaussian_kl  # noqa: E402
+from svg_lightning.viz import save_sample_gif, save_sample_grid  # noqa: E402
+
+
+def media_dir(trainer: pl.Trainer) -> Path:
+    path = Path(trainer.default_root_dir) / "media"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def log_media(trainer: pl.Trainer, key: str, path: Path, video: bool = False) -> None:
+    """Send a PNG or GIF already written to the run folder to every logger that takes media."""
+    from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
+
+    for lg in trainer.loggers:
+        if isinstance(lg, WandbLogger):
+            if video:
+                lg.log_video(key, [str(path)], step=trainer.global_step)
+            else:
+                lg.log_image(key, [str(path)], step=trainer.global_step)
+        elif isinstance(lg, TensorBoardLogger) and not video:
+            img = np.asarray(Image.open(path).convert("RGB"))
+            lg.experiment.add_image(key, img, trainer.global_step, dataformats="HWC")
+
+
+class VideoSamples(pl.Callback):
+    """At every ``every_n_validations``-th validation (rank 0): for the first ``num_sequences``
+    validation videos (the same ones every time, with the same sampling noise, so progress is
+    visible) a GIF of ground truth next to ``num_samples`` samples, the posterior reconstruction,
+    and a plot of the per-step KL and, for SVG-LP, the learned prior's mean sigma per step."""
+
+    def __init__(self, num_sequences: int = 4, num_samples: int = 4, every_n_validations: int = 1):
+        self.num_sequences, self.num_samples = num_sequences, num_samples
+        self.every = every_n_validations
+        self.validations = 0
+        self.seconds = 0.0  # time spent here, to keep its cost visible
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        self.validations += 1
+        if (self.validations - 1) % self.every:
+            return
+        start = time.perf_counter()
+        self._write(trainer, pl_module)
+        self.seconds += time.perf_counter() - start
+        pl_module.log("media/seconds", self.seconds, rank_zero_only=True)
+
+    @torch.no_grad()
+    def _write(self, trainer: pl.Trainer, pl_module) -> None:
+        dataset = trainer.datamodule.val_set
+        items = [dataset[i] for i in range(min(self.num_sequences, len(dataset)))]
+        x = torch.stack([it["frames"] for it in items]).to(pl_module.device)
+        index = torch.stack([it["index"] for it in items])
+        settings = pl_module.val_settings
+        p, f = settings.n_past, settings.n_future
+        x = x[:, : p + f]
+        out, step = media_dir(trainer), trainer.global_step
+        noise = pl_module.noise_for(index, replace(settings, num_samples=self.num_samples))
+        samples = pl_module.sample(x[:, :p], f, self.num_samples, noise=noise).frames
+        gif = save_sample_gif(out / f"samples_step{step:07d}.gif", x[:, :p], x[:, p:], samples)
+        log_media(trainer, "media/samples", gif, video=True)
+
+        was_training = pl_module.training
+        pl_module.eval()
+        try:
+            tf = pl_module.svg(x)
+        finally:
+            pl_module.train(was_training)
+        recon = save_sample_grid(out / f"posterior_step{step:07d}.png", x[:, :1], x[:, 1:],
+                                 tf.x_hat[:, None])  # fmt: skip
+        log_media(trainer, "media/posterior_reconstruction", recon)
+        if tf.mu is not None:
+            plot = self._plot_latents(out / f"latents_step{step:07d}.png", tf, p, step)
+            log_media(trainer, "media/kl_and_prior_sigma", plot)
+
+    @staticmethod
+    def _plot_latents(path: Path, tf, n_past: int, step: int) -> Path:
+        mu, logvar = tf.mu.float(), tf.logvar.float()
+        lp = tf.prior_mu is not None
+        prior_mu = tf.prior_mu.float() if lp else torch.zeros_like(mu)
+        prior_logvar = tf.prior_logvar.float() if lp else torch.zeros_like(logvar)
+        kl = gaussian_kl(mu, logvar, prior_mu, prior_logvar).sum(-1).mean(0).cpu()
+        frames = np.arange(2, kl.numel() + 2)  # step t predicts frame t+1 (1-based)
+        fig, axes = plt.subplots(1, 2 if lp else 1, figsize=(10 if lp else 5, 3.2), squeeze=False)
+        axes[0, 0].bar(frames, kl.numpy(), color="tab:blue")
+        axes[0, 0].set(xlabel="predicted frame", ylabel="KL (nats)", title="KL per step")
+        if lp:
+            sigma = prior_logvar.mul(0.5).exp().mean(-1).cpu()  # (B, T-1)
+            for row in sigma:
+                axes[0, 1].plot(frames, row.numpy(), alpha=0.8)
+            axes[0, 1].set(xlabel="predicted frame", ylabel="mean sigma", title="learned prior")
+        for ax in axes[0]:
+            ax.axvline(n_past + 0.5, color="k", linestyle=":", linewidth=1)
+        fig.suptitle(f"step {step}")
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return path
+
+
+class TrainingCurves(pl.Callback):
+    """Records logged scalars (train every ``log_every_n_steps``, val at each validation) and
+    plots them at the end of fit as ``<run>/training_curves.png``. The history is kept in the
+    checkpoint, so a resumed run plots its whole history."""
+
+    KEYS = ("train/loss", "train/mse", "train/kl", "val/ssim_best", "val/psnr_best")
+
+    def __init__(self):
+        self.history: dict[str, list[tuple[int, float]]] = {k: [] for k in self.KEYS}
+
+    def _record(self, trainer: pl.Trainer, prefix: str) -> None:
+        for key in self.KEYS:
+            value = trainer.callback_metrics.get(key)
+            if key.startswith(prefix) and value is not None:
+                self.history[key].append((trainer.global_step, float(value)))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step % max(trainer.log_every_n_steps, 1) == 0:
+            self._record(trainer, "train/")
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self._record(trainer, "val/")
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        if trainer.is_global_zero and any(self.history.values()):
+            path = plot_history(
+                self.history, Path(trainer.default_root_dir) / "training_curves.png"
+            )
+            log_media(trainer, "media/training_curves", path)
+
+    def state_dict(self) -> dict:
+        return {"history": {k: [list(p) for p in v] for k, v in self.history.items()}}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        for key, points in state_dict["history"].items():
+            self.history[key] = [(int(s), float(v)) for s, v in points]
+
+
+def plot_history(history: dict[str, list[tuple[int, float]]], path: Path) -> Path:
+    """One panel per recorded scalar, against the optimizer step."""
+    keys = [k for k, v in history.items() if v]
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        steps, values = zip(*history[key])
+        ax.plot(steps, values, marker="o" if key.startswith("val/") else None, markersize=3)
+        ax.set(title=key, xlabel="step")
+        if key in ("train/loss", "train/mse") and min(values) > 0:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
