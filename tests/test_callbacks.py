@@ -7,8 +7,13 @@ from PIL import Image
 
 from svg_lightning.train import train
 
-RUN = ["trainer.max_steps=4", "trainer.val_check_interval=2", "summary.enabled=false",
-       "callbacks.video_samples.num_sequences=2", "callbacks.video_samples.num_samples=3"]  # fmt: skip
+RUN = [
+    "trainer.max_steps=4",
+    "trainer.val_check_interval=2",
+    "summary.enabled=false",
+    "callbacks.video_samples.num_sequences=2",
+    "callbacks.video_samples.num_samples=3",
+]
 
 
 def gif_frames(path: Path) -> int:

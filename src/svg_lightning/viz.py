@@ -16,7 +16,7 @@ COND, PRED, TRUTH = (0.1, 0.8, 0.1), (0.9, 0.15, 0.1), (0.5, 0.5, 0.5)
 PAD = 2
 
 
-def _framed(frames: torch.Tensor, color: tuple[float, float, float]) -> torch.Tensor:
+def framed(frames: torch.Tensor, color: tuple[float, float, float]) -> torch.Tensor:
     """(..., C, H, W) in [0, 1] -> (..., 3, H+2P, W+2P) RGB with a coloured border."""
     frames = frames.detach().float().cpu().clamp(0, 1)
     if frames.shape[-3] == 1:
@@ -31,19 +31,19 @@ def _framed(frames: torch.Tensor, color: tuple[float, float, float]) -> torch.Te
 def _rows(cond: torch.Tensor, future: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
     """-> (B, 1 + S, P + T, 3, H', W'): per video a ground-truth row then one row per sample."""
     s = samples.shape[1]
-    c = _framed(cond, COND)[:, None].expand(-1, 1 + s, -1, -1, -1, -1)
-    futures = torch.cat([_framed(future, TRUTH)[:, None], _framed(samples, PRED)], dim=1)
+    c = framed(cond, COND)[:, None].expand(-1, 1 + s, -1, -1, -1, -1)
+    futures = torch.cat([framed(future, TRUTH)[:, None], framed(samples, PRED)], dim=1)
     return torch.cat([c, futures], dim=2)
 
 
-def _tile(rows: torch.Tensor) -> np.ndarray:
+def tile(rows: torch.Tensor) -> np.ndarray:
     """(R, K, 3, H, W) -> (R*H, K*W, 3) uint8."""
     r, k, _, h, w = rows.shape
     img = rows.permute(0, 3, 1, 4, 2).reshape(r * h, k * w, 3)
     return (img.numpy() * 255).round().astype(np.uint8)
 
 
-def _upscale(img: np.ndarray, min_height: int = 256) -> Image.Image:
+def upscale(img: np.ndarray, min_height: int = 256) -> Image.Image:
     pil = Image.fromarray(img)
     factor = max(1, min_height // img.shape[0])
     return pil.resize((img.shape[1] * factor, img.shape[0] * factor), Image.NEAREST)
@@ -54,14 +54,14 @@ def save_sample_grid(path: str | Path, cond, future, samples) -> Path:
     video, the ground truth row followed by one row per sample."""
     rows = _rows(cond, future, samples).flatten(0, 1)
     path = Path(path)
-    _upscale(_tile(rows)).save(path)
+    upscale(tile(rows)).save(path)
     return path
 
 
 def save_sample_gif(path: str | Path, cond, future, samples, fps: int = 4) -> Path:
     """One animation frame per time step; per video a row [ground truth, sample 1, ...]."""
     rows = _rows(cond, future, samples)  # (B, 1+S, P+T, 3, H, W)
-    frames = [_upscale(_tile(rows[:, :, t]), 128) for t in range(rows.shape[2])]
+    frames = [upscale(tile(rows[:, :, t]), 128) for t in range(rows.shape[2])]
     path = Path(path)
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
     return path

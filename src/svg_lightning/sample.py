@@ -1,0 +1,267 @@
+"""`python -m svg_lightning.sample ckpt_path=... input=VIDEO_OR_NPY out=DIR num_samples=K`:
+condition a trained model on frames of your own video or array and write the sampled futures.
+
+Input: any video PyAV opens (mp4, avi, gif, webm, ...) or a ``.npy`` array of shape (T, H, W),
+(T, H, W, C) or (T, C, H, W), uint8 (0-255) or float in [0, 1]. A 4-d array is channels-last
+when its last dim is 1 or 3, else channels-first when dim 1 is 1 or 3. Frames are converted to
+the model's channels (RGB -> BT.601 luma, gray -> repeated) and squashed to image_size x
+image_size without cropping, as the training data was, with an area-aware bilinear filter (like
+PIL's, used to prepare KTH). Frames ``start .. start+n_past-1`` condition the model.
+
+Outputs in ``out``: ``samples.npy`` float32 (S, n_future, C, H, W) in [0, 1] (S = 1 for the
+deterministic model), ``conditioning.npy`` (n_past, C, H, W), ``samples.gif`` (per time step
+the samples side by side: conditioning frames in green, then each sample's future in red) and
+``sample_XX.mp4`` per sample (conditioning frames then that future).
+"""
+
+from __future__ import annotations
+
+import logging
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import hydra
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+
+from svg_lightning.checkpoint import CheckpointError, load_model, read_checkpoint
+from svg_lightning.config import config_dir
+from svg_lightning.viz import COND, PRED, framed, tile, upscale
+
+log = logging.getLogger(__name__)
+
+ACCEPTED = "(T, H, W), (T, H, W, C) or (T, C, H, W) with C = 1 or 3, uint8 or float in [0, 1]"
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, what PIL's "L" mode and ffmpeg's gray use
+MIN_VIDEO_SIZE = 128
+
+
+class SampleError(ValueError):
+    """Input or setting this command cannot use; the message names the file and the fix."""
+
+
+# ---- reading ---------------------------------------------------------------------------------
+
+
+def read_frames(path: str | Path, limit: int | None = None) -> np.ndarray:
+    """Frames of a video or .npy file as float32 (T, C, H, W) in [0, 1], C = 1 or 3. Videos stop
+    decoding after ``limit`` frames: only the conditioning frames are needed."""
+    path = Path(path)
+    if not path.is_file():
+        raise SampleError(f"input {path} does not exist")
+    if path.suffix.lower() == ".npy":
+        return _read_npy(path)
+    return _read_video(path, limit)
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise SampleError(f"input {path} cannot be read as a .npy array: {err}") from None
+    return _unit_float(_to_tchw(arr, path), path)
+
+
+def _to_tchw(arr: np.ndarray, path: Path) -> np.ndarray:
+    """Layout by shape: channels-last wins when both dim 1 and the last dim could be channels
+    (e.g. (T, 3, W, 3)), matching how images and videos are usually stored."""
+    if arr.ndim == 3:
+        return arr[:, None]
+    if arr.ndim == 4 and arr.shape[-1] in (1, 3):
+        return arr.transpose(0, 3, 1, 2)
+    if arr.ndim == 4 and arr.shape[1] in (1, 3):
+        return arr
+    raise SampleError(f"input {path} has shape {arr.shape}; accepted arrays: {ACCEPTED}")
+
+
+def _unit_float(arr: np.ndarray, path: Path) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / 255
+    if np.issubdtype(arr.dtype, np.floating):
+        if arr.size and not (np.isfinite(arr).all() and arr.min() >= 0 and arr.max() <= 1):
+            raise SampleError(
+                f"input {path} is {arr.dtype} with values outside [0, 1] (range "
+                f"{np.nanmin(arr):g}..{np.nanmax(arr):g}); accepted arrays: {ACCEPTED}"
+            )
+        return arr.astype(np.float32)
+    raise SampleError(f"input {path} has dtype {arr.dtype}; accepted arrays: {ACCEPTED}")
+
+
+def _read_video(path: Path, limit: int | None) -> np.ndarray:
+    frames = []
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise SampleError(f"input {path} has no video stream")
+            for frame in container.decode(container.streams.video[0]):
+                frames.append(frame.to_ndarray(format="rgb24"))
+                if limit is not None and len(frames) >= limit:
+                    break
+    except (av.FFmpegError, UnicodeDecodeError) as err:
+        raise SampleError(
+            f"input {path} cannot be decoded (corrupt or not a video?): {err}"
+        ) from None
+    if not frames:
+        raise SampleError(f"input {path}: no video frame decodes")
+    return np.stack(frames).transpose(0, 3, 1, 2).astype(np.float32) / 255
+
+
+# ---- preparing -------------------------------------------------------------------------------
+
+
+def to_model_frames(frames: np.ndarray, channels: int, size: int) -> torch.Tensor:
+    """(T, C, H, W) in [0, 1] -> (T, channels, size, size) tensor, prepared like training data."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).float()
+    if x.shape[1] == 3 and channels == 1:
+        x = torch.einsum("tchw,c->thw", x, torch.tensor(LUMA))[:, None]
+    elif x.shape[1] == 1 and channels == 3:
+        x = x.expand(-1, 3, -1, -1)
+    if x.shape[-2:] != (size, size):  # antialias: bilinear that widens its support when shrinking
+        x = F.interpolate(
+            x, size=(size, size), mode="bilinear", align_corners=False, antialias=True
+        )
+    return x.clamp(0, 1)
+
+
+def conditioning(frames: np.ndarray, start: int, n_past: int, path) -> np.ndarray:
+    """Frames start..start+n_past-1, or SampleError saying how to fix a too-short input."""
+    kind = "array" if str(path).lower().endswith(".npy") else "video"
+    if len(frames) < start + n_past:
+        raise SampleError(
+            f"input {path}: needs n_past={n_past} frames from frame start={start}, the {kind} "
+            f"has {len(frames)}; lower n_past or start"
+        )
+    return frames[start : start + n_past]
+
+
+def settings(cfg: DictConfig, hparams: dict) -> dict:
+    """n_past, n_future, num_samples (the model's training values by default), checked."""
+    n_past = hparams["n_past"] if cfg.n_past is None else cfg.n_past
+    n_future = hparams["n_future"] if cfg.n_future is None else cfg.n_future
+    for key, value, low in (
+        ("n_past", n_past, 1), ("n_future", n_future, 1), ("num_samples", cfg.num_samples, 1),
+        ("start", cfg.start, 0), ("fps", cfg.fps, 1),
+    ):  # fmt: skip
+        if not isinstance(value, int) or value < low:
+            raise SampleError(f"{key}={value!r} must be an integer >= {low}")
+    if cfg.sample_chunk is not None and (
+        not isinstance(cfg.sample_chunk, int) or cfg.sample_chunk < 1
+    ):
+        raise SampleError(f"sample_chunk={cfg.sample_chunk!r} must be null or an integer >= 1")
+    return {"n_past": n_past, "n_future": n_future, "num_samples": cfg.num_samples}
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` = cuda when available; a bad or unavailable device is a SampleError, not a crash
+    half-way through."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise SampleError(f"device={name!r} is not a torch device: {err}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SampleError(f"device={name!r} but CUDA is not available; use device=cpu")
+    return device
+
+
+# ---- writing ---------------------------------------------------------------------------------
+
+
+def save_gif(path: Path, cond: torch.Tensor, samples: torch.Tensor, fps: int) -> Path:
+    """cond (P, C, H, W), samples (S, T, C, H, W) -> GIF of P + T frames, samples side by side:
+    the conditioning frames (green border) in every panel, then each sample's future (red)."""
+    s = samples.shape[0]
+    c = framed(cond, COND)[None].expand(s, -1, -1, -1, -1)
+    rows = torch.cat([c, framed(samples, PRED)], dim=1)[None]  # (1, S, P+T, 3, H', W')
+    frames = [upscale(tile(rows[:, :, t]), MIN_VIDEO_SIZE) for t in range(rows.shape[2])]
+    delay = 10 * max(1, round(100 / fps))  # GIF delays are whole 1/100 s
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=delay, loop=0)
+    return path
+
+
+def _video_codec() -> str:
+    return "libx264" if "libx264" in av.codecs_available else "mpeg4"
+
+
+def save_mp4(path: Path, frames: torch.Tensor, fps: int) -> Path:
+    """(T, C, H, W) in [0, 1] -> MP4 (h264, else mpeg4), nearest-upscaled to >= 128 px so players
+    show it at a useful size; yuv420p needs even sides, which integer upscaling of 32/64 px keeps
+    and padding by one pixel guarantees otherwise."""
+    x = frames.detach().float().cpu().clamp(0, 1)
+    x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+    factor = max(1, -(-MIN_VIDEO_SIZE // min(x.shape[-2:])))
+    x = F.interpolate(x, scale_factor=factor, mode="nearest")
+    x = F.pad(x, (0, x.shape[-1] % 2, 0, x.shape[-2] % 2), mode="replicate")
+    rgb = (x.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(_video_codec(), rate=Fraction(fps))
+        stream.width, stream.height, stream.pix_fmt = rgb.shape[2], rgb.shape[1], "yuv420p"
+        for img in rgb:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def write_outputs(out: Path, cond: torch.Tensor, samples: torch.Tensor, fps: int) -> dict:
+    """cond (P, C, H, W), samples (S, T, C, H, W) -> every output file in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"samples": out / "samples.npy", "conditioning": out / "conditioning.npy"}
+    np.save(paths["samples"], samples.float().cpu().numpy())
+    np.save(paths["conditioning"], cond.float().cpu().numpy())
+    paths["gif"] = save_gif(out / "samples.gif", cond, samples, fps)
+    for i, future in enumerate(samples):
+        paths[f"mp4_{i:02d}"] = save_mp4(
+            out / f"sample_{i:02d}.mp4", torch.cat([cond, future]), fps
+        )
+    return paths
+
+
+# ---- entry point -----------------------------------------------------------------------------
+
+
+def sample_futures(model, cond: torch.Tensor, st: dict, cfg: DictConfig) -> torch.Tensor:
+    """cond (P, C, H, W) -> samples (S, n_future, C, H, W) in [0, 1]. The noise is drawn on the
+    CPU from ``seed``, as in evaluation, so a seed gives the same samples on any device."""
+    from svg_lightning.module import EvalSettings  # imports Lightning: only once input is valid
+
+    es = EvalSettings(**st, sample_chunk=cfg.sample_chunk, seed=cfg.seed)
+    noise = model.noise_for(torch.tensor([0]), es)
+    device = next(model.parameters()).device
+    out = model.sample(cond[None].to(device), es.n_future, es.num_samples, es.sample_chunk, noise)
+    return out.frames[0].clamp(0, 1).cpu()
+
+
+def sample(cfg: DictConfig) -> dict:
+    """Check settings and input, load, sample, write; returns the written paths. Raises
+    SampleError/CheckpointError. The checkpoint's hyper-parameters are read first (torch only) so
+    that bad input fails in seconds, before Lightning is imported and the model is built."""
+    st = settings(cfg, read_checkpoint(cfg.ckpt_path)["hyper_parameters"])
+    device = pick_device(cfg.device)
+    frames = read_frames(cfg.input, limit=cfg.start + st["n_past"])
+    frames = conditioning(frames, cfg.start, st["n_past"], cfg.input)
+    model = load_model(cfg.ckpt_path).to(device)
+    cond = to_model_frames(frames, model.hparams.channels, model.hparams.image_size)
+    samples = sample_futures(model, cond, st, cfg)
+    out = Path(cfg.out)
+    paths = write_outputs(out, cond, samples, cfg.fps)
+    print(f"{len(samples)} sample(s) of {st['n_future']} frames after {st['n_past']} "
+          f"conditioning frames of {cfg.input} written to {out.resolve()}:")  # fmt: skip
+    for path in paths.values():
+        print(f"  {path}")
+    return paths
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="sample")
+def main(cfg: DictConfig) -> None:
+    try:
+        sample(cfg)
+    except (CheckpointError, SampleError) as err:
+        log.error("%s", err)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
