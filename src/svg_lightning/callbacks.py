@@ -10,17 +10,16 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pytorch_lightning as pl
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytorch_lightning as pl  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
+# Figures are drawn without pyplot, so no global backend is switched (notebooks keep theirs).
+from matplotlib.figure import Figure
+from PIL import Image
 
-from svg_lightning.models.losses import gaussian_kl  # noqa: E402
-from svg_lightning.viz import save_sample_gif, save_sample_grid  # noqa: E402
+from svg_lightning.models.losses import gaussian_kl
+from svg_lightning.viz import save_sample_gif, save_sample_grid
 
 
 def media_dir(trainer: pl.Trainer) -> Path:
@@ -103,7 +102,8 @@ class VideoSamples(pl.Callback):
         prior_logvar = tf.prior_logvar.float() if lp else torch.zeros_like(logvar)
         kl = gaussian_kl(mu, logvar, prior_mu, prior_logvar).sum(-1).mean(0).cpu()
         frames = np.arange(2, kl.numel() + 2)  # step t predicts frame t+1 (1-based)
-        fig, axes = plt.subplots(1, 2 if lp else 1, figsize=(10 if lp else 5, 3.2), squeeze=False)
+        fig = Figure(figsize=(10 if lp else 5, 3.2))
+        axes = fig.subplots(1, 2 if lp else 1, squeeze=False)
         axes[0, 0].bar(frames, kl.numpy(), color="tab:blue")
         axes[0, 0].set(xlabel="predicted frame", ylabel="KL (nats)", title="KL per step")
         if lp:
@@ -116,7 +116,6 @@ class VideoSamples(pl.Callback):
         fig.suptitle(f"step {step}")
         fig.tight_layout()
         fig.savefig(path, dpi=100)
-        plt.close(fig)
         return path
 
 
@@ -162,7 +161,8 @@ class TrainingCurves(pl.Callback):
 def plot_history(history: dict[str, list[tuple[int, float]]], path: Path) -> Path:
     """One panel per recorded scalar, against the optimizer step."""
     keys = [k for k, v in history.items() if v]
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3), squeeze=False)
+    fig = Figure(figsize=(3.6 * len(keys), 3))
+    axes = fig.subplots(1, len(keys), squeeze=False)
     for ax, key in zip(axes[0], keys):
         steps, values = zip(*history[key])
         ax.plot(steps, values, marker="o" if key.startswith("val/") else None, markersize=3)
@@ -172,5 +172,4 @@ def plot_history(history: dict[str, list[tuple[int, float]]], path: Path) -> Pat
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path

@@ -7,16 +7,15 @@ import json
 import math
 from pathlib import Path
 
-import matplotlib
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+# Figures are drawn without pyplot, so no global backend is switched (notebooks keep theirs).
+from matplotlib.figure import Figure
 
-import svg_lightning  # noqa: E402
-from svg_lightning.checkpoint import sha256  # noqa: E402
-from svg_lightning.metrics import PSNR_RULE, SSIM_REFERENCE_RULE, SSIM_RULE, ssim  # noqa: E402
-from svg_lightning.viz import save_sample_gif, save_sample_grid  # noqa: E402
+import svg_lightning
+from svg_lightning.checkpoint import sha256
+from svg_lightning.metrics import PSNR_RULE, SSIM_REFERENCE_RULE, SSIM_RULE, ssim
+from svg_lightning.viz import save_sample_gif, save_sample_grid
 
 SELECTION_RULE = (
     "per video, each metric is averaged over the predicted frames for every sample; best/worst "
@@ -93,7 +92,8 @@ def plot_curves(path: Path, runs: dict[str, dict], title: str = "") -> Path:
     """SSIM and PSNR per predicted frame with 95% bands (the paper's Figs. 7/8). One run: best
     and mean sample next to the baselines; several runs: each run's best sample, and the first
     run's baselines."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    fig = Figure(figsize=(11, 4), constrained_layout=True)
+    axes = fig.subplots(1, 2)
     first = next(iter(runs.values()))
     for ax, metric in zip(axes, ("ssim", "psnr")):
         for label, m in runs.items():
@@ -113,7 +113,6 @@ def plot_curves(path: Path, runs: dict[str, dict], title: str = "") -> Path:
     if title:
         fig.suptitle(title)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
