@@ -21,6 +21,8 @@ def test_wheel_ships_configs_and_uses_them(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     expected = {p.relative_to(ROOT / "conf").as_posix() for p in (ROOT / "conf").rglob("*.yaml")}
     assert {f"svg_lightning/conf/{n}" for n in expected} <= names
+    modules = {p.relative_to(ROOT / "src").as_posix() for p in (ROOT / "src").rglob("*.py")}
+    assert modules <= names, sorted(modules - names)
     target = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(target)
     code = (

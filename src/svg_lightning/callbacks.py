@@ -83,8 +83,12 @@ class VideoSamples(pl.Callback):
 
         was_training = pl_module.training
         pl_module.eval()
+        # Own RNG stream: media never shift the training noise (resumed runs stay exact).
+        devices = [x.device.index] if x.device.type == "cuda" else []
         try:
-            tf = pl_module.svg(x)
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(0)
+                tf = pl_module.svg(x)
         finally:
             pl_module.train(was_training)
         recon = save_sample_grid(out / f"posterior_step{step:07d}.png", x[:, :1], x[:, 1:],
@@ -173,3 +177,21 @@ def plot_history(history: dict[str, list[tuple[int, float]]], path: Path) -> Pat
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     return path
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+class StopOnNonFiniteLoss(pl.Callback):
+    """Stops before a NaN or inf loss reaches the weights; the checkpoints written so far (the
+    last good ones) stay as they are."""
+
+    def on_before_backward(self, trainer: pl.Trainer, pl_module, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss).all():
+            ckpt = Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+            keep = f"the last good checkpoint is {ckpt}" if ckpt.exists() else "no checkpoint yet"
+            raise NonFiniteLossError(
+                f"the loss is {loss.item()} at step {trainer.global_step}: training stopped; "
+                f"{keep}. Lower model.lr, or check the data."
+            )

@@ -6,8 +6,10 @@ import hashlib
 from pathlib import Path
 
 import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 import svg_lightning
+from svg_lightning.data.storage import atomic_path
 
 # Bumped whenever a checkpoint written before can no longer be loaded by this code.
 CHECKPOINT_FORMAT = 1
@@ -78,3 +80,34 @@ def load_model(path: str | Path):
             f"unexpected {unexpected[:5]}"
         )
     return model.eval()
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint under a temporary name in its folder and renames it into place, so
+    a crash mid-write never leaves a truncated ``last.ckpt`` behind."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
+
+
+# Settings that change the networks' shapes or function: a resumed run must match them.
+ARCHITECTURE = ("variant", "backbone", "image_size", "channels", "g_dim", "z_dim", "rnn_size",
+                "predictor_layers", "posterior_layers", "prior_layers", "nf", "skip")  # fmt: skip
+
+
+def check_resumable(path: str | Path, model_cfg) -> None:
+    """CheckpointError naming every architecture setting where ``path`` and the config differ."""
+    stored = read_checkpoint(path)["hyper_parameters"]
+    diff = [
+        f"model.{k}: checkpoint {stored.get(k)!r}, config {model_cfg.get(k)!r}"
+        for k in ARCHITECTURE
+        if stored.get(k) != model_cfg.get(k)
+    ]
+    if diff:
+        raise CheckpointError(
+            f"checkpoint {path} does not match the configured architecture:\n  "
+            + "\n  ".join(diff)
+            + "\nResume with the settings it was trained with (its run's config.yaml)."
+        )

@@ -180,6 +180,18 @@ class SVGModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[META_KEY] = checkpoint_meta()
+        # The sampling noise of training comes from the global RNG; keeping its state makes a
+        # resumed run draw exactly what an uninterrupted one would have.
+        checkpoint["rng_states"] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            checkpoint["rng_states"]["cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        states = checkpoint.get("rng_states", {})
+        if "torch" in states:
+            torch.set_rng_state(states["torch"])
+        if "cuda" in states and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(states["cuda"])
 
 
 def unique_first(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

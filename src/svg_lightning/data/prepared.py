@@ -1,9 +1,9 @@
 """KTH and BAIR DataModules over the memory-mapped arrays written by ``svg_lightning.data.prepare``.
 
 Frames are read lazily from ``.npy`` memory maps (never the whole dataset in RAM); each process
-opens its own maps. Training clips are fresh random draws seeded from torch's RNG and the item
-index (reproducible under ``seed_everything(workers=True)``; workers and DDP ranks see different
-indices, so they never repeat each other). Validation and test clips are fixed by a seed.
+opens its own maps. Training clip ``i`` is drawn from ``(train_seed, i)`` and training reads an
+endless stream of indices (``TrainStream``): reproducible, resumable, and workers and DDP ranks
+never repeat each other. Validation and test clips are fixed by a seed.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
+
+from svg_lightning.data.stream import make_loader
 
 log = logging.getLogger(__name__)
 
@@ -50,20 +52,21 @@ class Clips(Dataset):
     """Clips of ``seq_len`` frames from memory-mapped videos.
 
     ``videos``: (file, row, frames) per video, ``row`` None for a (T, ...) file or the row of an
-    (N, T, ...) file. ``clips``: fixed (video, start) pairs, or None for fresh random clips
-    (uniform over videos, then over start frames; ``random_start=False`` starts at frame 0).
+    (N, T, ...) file. ``clips``: fixed (video, start) pairs, or None for clips drawn from
+    ``(seed, index)``: uniform over videos, then over start frames (``random_start=False``
+    starts at frame 0).
     """
 
-    def __init__(self, root, videos, seq_len, length, clips=None, random_start=True):
+    def __init__(self, root, videos, seq_len, length, clips=None, random_start=True, seed=0):
         self.maps, self.videos, self.seq_len = Memmaps(Path(root)), videos, seq_len
         self.length, self.clips, self.random_start = length, clips, random_start
+        self.seed = seed
 
     def __len__(self) -> int:
         return self.length
 
     def _draw(self, index: int) -> tuple[int, int]:
-        base = int(torch.randint(0, 2**62, ()).item())
-        rng = np.random.default_rng([base, index])
+        rng = np.random.default_rng([self.seed, index])
         video = int(rng.integers(len(self.videos)))
         last = self.videos[video][2] - self.seq_len
         return video, int(rng.integers(last + 1)) if self.random_start else 0
@@ -104,6 +107,7 @@ class PreparedVideoDataModule(pl.LightningDataModule):
         batch_size: int = 100,
         num_workers: int = 0,
         train_length: int = 60_000,
+        train_seed: int = 0,
         val_videos: int = 64,
         val_seed: int = 1,
         test_videos: int | None = None,
@@ -142,15 +146,7 @@ class PreparedVideoDataModule(pl.LightningDataModule):
         return json.loads(path.read_text())
 
     def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
-        workers = self.hparams.num_workers
-        return DataLoader(
-            dataset,
-            batch_size=self.hparams.batch_size,
-            shuffle=False,
-            drop_last=train,
-            num_workers=workers,
-            persistent_workers=workers > 0,
-        )
+        return make_loader(self, dataset, train)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, train=True)
@@ -199,7 +195,7 @@ class KTHDataModule(PreparedVideoDataModule):
             split[v["split"]].append((v["file"], None, v["frames"]))
         hp = self.hparams
         train = _long_enough(split["train"], self.seq_len, self.title, "train")
-        self.train_set = Clips(self.root, train, self.seq_len, hp.train_length)
+        self.train_set = Clips(self.root, train, self.seq_len, hp.train_length, seed=hp.train_seed)
         test = _long_enough(split["test"], max(self.seq_len, self.test_seq_len), self.title, "test")
         val_clips = fixed_clips(test, self.seq_len, hp.val_videos, hp.val_seed)
         self.val_set = Clips(self.root, test, self.seq_len, len(val_clips), val_clips)
@@ -229,8 +225,10 @@ class BAIRDataModule(PreparedVideoDataModule):
             for split, shards in index["splits"].items()
         }
         hp = self.hparams
-        self.train_set = Clips(self.root, videos["train"], self.seq_len, hp.train_length,
-                               random_start=self.random_start)  # fmt: skip
+        self.train_set = Clips(
+            self.root, videos["train"], self.seq_len, hp.train_length,
+            random_start=self.random_start, seed=hp.train_seed,
+        )  # fmt: skip
         test = videos["test"]
         val = [(i, 0) for i in range(min(hp.val_videos, len(test)))]
         self.val_set = Clips(self.root, test, self.seq_len, len(val), val)

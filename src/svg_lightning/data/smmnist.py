@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from svg_lightning.data.digits import Digits, load_digits
+from svg_lightning.data.stream import make_loader
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +97,9 @@ def make_video(
 
 
 class MovingMNIST(Dataset):
-    """``seed=None``: a fresh random video per item, seeded from torch's RNG (so
-    ``seed_everything(workers=True)`` makes training reproducible and DataLoader workers and DDP
-    ranks, which see different indices, never repeat each other). ``seed=int``: item ``i`` is
-    always the same video (fixed validation and test sets, identical in every process)."""
+    """Item ``i`` is the video drawn from ``seed`` and ``i``: always the same, in any process. The
+    fixed validation and test sets are the first items of their seeds; training reads an endless
+    stream of indices (``TrainStream``), so every training video is new."""
 
     def __init__(
         self,
@@ -108,7 +108,7 @@ class MovingMNIST(Dataset):
         seq_len: int,
         num_digits: int = 2,
         image_size: int = 64,
-        seed: int | None = None,
+        seed: int = 0,
     ):
         self.digits, self.length, self.seq_len = digits, length, seq_len
         self.num_digits, self.image_size, self.seed = num_digits, image_size, seed
@@ -117,8 +117,7 @@ class MovingMNIST(Dataset):
         return self.length
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        base = self.seed if self.seed is not None else int(torch.randint(0, 2**62, ()).item())
-        rng = np.random.default_rng([base, index])
+        rng = np.random.default_rng([self.seed, index])
         video = make_video(rng, self.digits, self.seq_len, self.num_digits, self.image_size)
         video["index"] = torch.tensor(index)
         return video
@@ -142,6 +141,7 @@ class SMMNISTDataModule(pl.LightningDataModule):
         batch_size: int = 100,
         num_workers: int = 0,
         train_length: int = 60_000,
+        train_seed: int = 0,
         val_videos: int = 64,
         val_seed: int = 1,
         test_videos: int = 5000,
@@ -169,7 +169,9 @@ class SMMNISTDataModule(pl.LightningDataModule):
         common = dict(num_digits=hp.num_digits, image_size=hp.image_size)
         if stage in (None, "fit"):
             train_digits = load_digits(hp.data_dir, train=True, download=hp.download)
-            self.train_set = MovingMNIST(train_digits, hp.train_length, self.seq_len, **common)
+            self.train_set = MovingMNIST(
+                train_digits, hp.train_length, self.seq_len, seed=hp.train_seed, **common
+            )
         test_digits = load_digits(hp.data_dir, train=False, download=hp.download)
         self.digit_source = test_digits.source
         self.val_set = MovingMNIST(
@@ -180,15 +182,7 @@ class SMMNISTDataModule(pl.LightningDataModule):
         )
 
     def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
-        workers = self.hparams.num_workers
-        return DataLoader(
-            dataset,
-            batch_size=self.hparams.batch_size,
-            shuffle=False,
-            drop_last=train,
-            num_workers=workers,
-            persistent_workers=workers > 0,
-        )
+        return make_loader(self, dataset, train)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, train=True)

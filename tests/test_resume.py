@@ -1,0 +1,163 @@
+"""A run survives interruption: exact resume, SIGKILL, corrupt checkpoints, NaN losses."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from svg_lightning.checkpoint import CheckpointError
+from svg_lightning.train import train
+from tests.conftest import TINY
+
+NO_MEDIA = ["summary.enabled=false", "~callbacks.video_samples", "~callbacks.rich_progress_bar"]
+
+
+def weights(run: Path) -> dict:
+    return torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+
+
+def test_half_then_resume_equals_one_go(tmp_path, tiny_cfg):
+    """Bit-exact on CPU: training data are a function of (seed, index) read from the position of
+    the step, and the sampling RNG state travels in the checkpoint."""
+    whole = tiny_cfg(*NO_MEDIA, "trainer.max_steps=6", "trainer.val_check_interval=2")
+    whole.paths.output_dir = str(tmp_path / "whole")
+    train(whole)
+    first = tiny_cfg(*NO_MEDIA, "trainer.max_steps=3", "trainer.val_check_interval=2")
+    first.paths.output_dir = str(tmp_path / "first")
+    train(first)
+    ckpt = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    second = tiny_cfg(*NO_MEDIA, "trainer.max_steps=6", "trainer.val_check_interval=2",
+                      f"ckpt_path={ckpt}")  # fmt: skip
+    second.paths.output_dir = str(tmp_path / "second")
+    train(second)
+    a, b = weights(tmp_path / "whole"), weights(tmp_path / "second")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    # and the interruption mattered: the halfway weights differ from the final ones
+    assert not all(torch.equal(a[k], weights(tmp_path / "first")[k]) for k in a)
+
+
+def test_ckpt_path_last_finds_the_newest_run(tmp_path, tiny_cfg):
+    cfg = tiny_cfg(*NO_MEDIA, "trainer.max_steps=2")
+    cfg.paths.output_dir = str(tmp_path / "logs" / "quickstart" / "runs" / "a")
+    train(cfg)
+    again = tiny_cfg(*NO_MEDIA, "trainer.max_steps=4", "ckpt_path=last")
+    again.paths.output_dir = str(tmp_path / "logs" / "quickstart" / "runs" / "b")
+    train(again)
+    info = json.loads((Path(again.paths.output_dir) / "run_info.json").read_text())
+    assert info["resumed_from"].endswith("runs/a/checkpoints/last.ckpt")
+    state = torch.load(
+        Path(again.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=True
+    )
+    assert state["global_step"] == 4
+
+
+def test_resume_keeps_the_wandb_run(tmp_path, tiny_cfg):
+    cfg = tiny_cfg(*NO_MEDIA, "logger=wandb", "trainer.max_steps=2")
+    cfg.paths.output_dir = str(tmp_path / "a")
+    train(cfg)
+    first_id = json.loads((tmp_path / "a" / "run_info.json").read_text())["wandb_id"]
+    ckpt = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    again = tiny_cfg(*NO_MEDIA, "logger=wandb", "trainer.max_steps=3", f"ckpt_path={ckpt}")
+    again.paths.output_dir = str(tmp_path / "b")
+    train(again)
+    assert (
+        first_id
+        and json.loads((tmp_path / "b" / "run_info.json").read_text())["wandb_id"] == first_id
+    )
+
+
+@pytest.mark.parametrize(
+    "damage,needle",
+    [
+        (lambda p: p.write_bytes(p.read_bytes()[:1000]), "cannot be read (truncated or corrupt?)"),
+        (lambda p: p.unlink(), "does not exist"),
+    ],
+)
+def test_corrupt_or_missing_checkpoint_is_refused(tmp_path, tiny_cfg, damage, needle):
+    cfg = tiny_cfg(*NO_MEDIA)
+    train(cfg)
+    ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    damage(ckpt)
+    again = tiny_cfg(*NO_MEDIA, f"ckpt_path={ckpt}")
+    again.paths.output_dir = str(tmp_path / "again")
+    with pytest.raises(CheckpointError) as err:
+        train(again)
+    assert str(ckpt) in str(err.value) and needle in str(err.value)
+    assert not (tmp_path / "again" / "checkpoints").exists()  # refused before training
+
+
+def test_architecture_mismatch_lists_the_settings(tmp_path, tiny_cfg):
+    cfg = tiny_cfg(*NO_MEDIA)
+    train(cfg)
+    ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    again = tiny_cfg(*NO_MEDIA, f"ckpt_path={ckpt}", "model.rnn_size=16", "model.skip=reference")
+    again.paths.output_dir = str(tmp_path / "again")
+    with pytest.raises(CheckpointError) as err:
+        train(again)
+    msg = str(err.value)
+    assert "model.rnn_size: checkpoint 8, config 16" in msg
+    assert "model.skip: checkpoint 'last', config 'reference'" in msg
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_cfg, monkeypatch):
+    from svg_lightning import module
+    from svg_lightning.callbacks import NonFiniteLossError
+
+    real = module.svg_loss
+
+    def poisoned(*args, **kwargs):
+        terms = real(*args, **kwargs)
+        if poisoned.calls == 4:  # the fifth optimizer step
+            terms.loss = terms.loss * float("nan")
+        poisoned.calls += 1
+        return terms
+
+    poisoned.calls = 0
+    monkeypatch.setattr(module, "svg_loss", poisoned)
+    cfg = tiny_cfg(
+        *NO_MEDIA, "trainer.max_steps=10", "callbacks.last_checkpoint.every_n_train_steps=2"
+    )
+    with pytest.raises(NonFiniteLossError, match="at step 4") as err:
+        train(cfg)
+    ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    assert str(ckpt) in str(err.value)
+    state = torch.load(ckpt, weights_only=True)
+    assert state["global_step"] == 4
+    assert all(
+        torch.isfinite(v).all() for v in state["state_dict"].values() if v.is_floating_point()
+    )
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_resume_finishes(tmp_path):
+    env = {**os.environ, "SVG_ROOT": str(tmp_path), "WANDB_MODE": "offline"}
+    args = [*TINY, *NO_MEDIA, "logger=csv", "trainer.max_steps=400",
+            "trainer.val_check_interval=100", "callbacks.last_checkpoint.every_n_train_steps=5"]  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "svg_lightning", *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    runs = tmp_path / "logs" / "quickstart" / "runs"
+    deadline = time.time() + 300
+    while not list(runs.glob("*/checkpoints/last.ckpt")) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)  # let it run on, and maybe be mid-write, when killed
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    (ckpt,) = runs.glob("*/checkpoints/last.ckpt")
+    killed_at = torch.load(ckpt, weights_only=True)["global_step"]
+    assert 0 < killed_at < 400
+    done = subprocess.run([sys.executable, "-m", "svg_lightning", *args, "ckpt_path=last"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    finals = [
+        torch.load(p, weights_only=True)["global_step"]
+        for p in runs.glob("*/checkpoints/last.ckpt")
+    ]
+    assert sorted(finals) == [killed_at, 400]
