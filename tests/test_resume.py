@@ -139,8 +139,14 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_cfg, m
 @pytest.mark.slow
 def test_sigkill_mid_run_then_resume_finishes(tmp_path):
     env = {**os.environ, "SVG_ROOT": str(tmp_path), "WANDB_MODE": "offline"}
-    args = [*TINY, *NO_MEDIA, "logger=csv", "trainer.max_steps=400",
-            "trainer.val_check_interval=100", "callbacks.last_checkpoint.every_n_train_steps=5"]  # fmt: skip
+    args = [
+        *TINY,
+        *NO_MEDIA,
+        "logger=csv",
+        "trainer.max_steps=400",
+        "trainer.val_check_interval=100",
+        "callbacks.last_checkpoint.every_n_train_steps=5",
+    ]
     proc = subprocess.Popen([sys.executable, "-m", "svg_lightning", *args], cwd=tmp_path, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     runs = tmp_path / "logs" / "quickstart" / "runs"
@@ -153,8 +159,8 @@ def test_sigkill_mid_run_then_resume_finishes(tmp_path):
     (ckpt,) = runs.glob("*/checkpoints/last.ckpt")
     killed_at = torch.load(ckpt, weights_only=True)["global_step"]
     assert 0 < killed_at < 400
-    done = subprocess.run([sys.executable, "-m", "svg_lightning", *args, "ckpt_path=last"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    cmd = [sys.executable, "-m", "svg_lightning", *args, "ckpt_path=last"]
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     finals = [
         torch.load(p, weights_only=True)["global_step"]
