@@ -13,11 +13,10 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from svg_lightning.data.stream import make_loader
+from svg_lightning.data.stream import VideoDataModule
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +88,7 @@ def fixed_clips(videos, seq_len: int, count: int, seed: int) -> list[tuple[int, 
     return out
 
 
-class PreparedVideoDataModule(pl.LightningDataModule):
+class PreparedVideoDataModule(VideoDataModule):
     name = ""
     title = ""
     archives = ""
@@ -144,18 +143,6 @@ class PreparedVideoDataModule(pl.LightningDataModule):
                 f"{self.archives} with:\n  {self.prepare_command()}"
             )
         return json.loads(path.read_text())
-
-    def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
-        return make_loader(self, dataset, train)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, train=False)
 
 
 def _long_enough(videos: list, seq_len: int, title: str, split: str) -> list:

@@ -12,12 +12,11 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from svg_lightning.data.digits import Digits, load_digits
-from svg_lightning.data.stream import make_loader
+from svg_lightning.data.stream import VideoDataModule
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +122,7 @@ class MovingMNIST(Dataset):
         return video
 
 
-class SMMNISTDataModule(pl.LightningDataModule):
+class SMMNISTDataModule(VideoDataModule):
     name = "smmnist"
     channels = 1
     image_sizes = IMAGE_SIZES
@@ -180,15 +179,3 @@ class SMMNISTDataModule(pl.LightningDataModule):
         self.test_set = MovingMNIST(
             test_digits, self.test_videos, self.test_seq_len, seed=hp.test_seed, **common
         )
-
-    def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
-        return make_loader(self, dataset, train)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, train=False)

@@ -48,3 +48,17 @@ def make_loader(datamodule, dataset, train: bool) -> DataLoader:
         # state a resumed run restores (the items themselves need no RNG).
         generator=torch.Generator().manual_seed(0),
     )
+
+
+class VideoDataModule(pl.LightningDataModule):
+    """The loaders every dataset shares: the training stream, the fixed val/test sets in order.
+    Subclasses build ``train_set``, ``val_set`` and ``test_set`` in ``setup``."""
+
+    def train_dataloader(self) -> DataLoader:
+        return make_loader(self, self.train_set, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return make_loader(self, self.val_set, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return make_loader(self, self.test_set, train=False)
