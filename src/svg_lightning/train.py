@@ -62,6 +62,13 @@ def resume_from(cfg: DictConfig) -> Path | None:
 
 
 def train(cfg: DictConfig) -> float | None:
+    try:
+        return _train(cfg)
+    finally:
+        finish_wandb()
+
+
+def _train(cfg: DictConfig) -> float | None:
     validate_config(cfg)
     ckpt = resume_from(cfg)
     out = out_dir(cfg)
@@ -124,11 +131,9 @@ def main(cfg: DictConfig) -> float | None:
     except NonFiniteLossError as err:
         log.error("%s", err)
         raise SystemExit(3) from None
-    finally:
-        _finish_wandb()
 
 
-def _finish_wandb() -> None:
+def finish_wandb() -> None:
     """Each job of a multirun must get its own W&B run."""
     import wandb
 

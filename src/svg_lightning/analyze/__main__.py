@@ -40,9 +40,9 @@ def main(cfg: DictConfig) -> None:
         log.error("%s", err)
         raise SystemExit(2) from None
     finally:
-        from svg_lightning.train import _finish_wandb
+        from svg_lightning.train import finish_wandb
 
-        _finish_wandb()
+        finish_wandb()
 
 
 def cli(argv: list[str]) -> None:

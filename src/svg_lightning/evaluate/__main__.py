@@ -102,9 +102,9 @@ def main(cfg: DictConfig) -> None:
         log.error("%s", err)
         raise SystemExit(2) from None
     finally:
-        from svg_lightning.train import _finish_wandb
+        from svg_lightning.train import finish_wandb
 
-        _finish_wandb()
+        finish_wandb()
 
 
 if __name__ == "__main__":
