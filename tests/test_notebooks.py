@@ -106,4 +106,5 @@ def test_learned_prior_notebook(tmp_path, kernel):
     text = "".join(stdout(c) for c in nb.cells if c.cell_type == "code")
     assert "sigma: (6, 19)" in text
     assert "offset +1: sigma" in text  # the event-triggered average ran (videos have collisions)
+    assert "lag +0: AUROC" in text and "lag -1: AUROC" in text  # the analysis statistics ran
     assert pngs(nb) >= 2  # per-video sigma curves and the event-triggered average
