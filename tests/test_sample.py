@@ -64,7 +64,11 @@ def check_outputs(out: Path, s: int, p: int = P, t: int = T, fps: int = 8) -> np
     gif = Image.open(out / "samples.gif")
     # PIL merges identical consecutive frames (summing durations), so check the total duration.
     durations = [gif.seek(i) or gif.info["duration"] for i in range(gif.n_frames)]
-    assert 1 < gif.n_frames <= p + t and sum(durations) == (p + t) * 10 * round(100 / fps)
+    assert (
+        gif.n_frames > 1
+        and gif.n_frames <= p + t
+        and sum(durations) == (p + t) * 10 * round(100 / fps)
+    )
     assert gif.size[0] == s * gif.size[1] and gif.size[1] > SIZE  # square panels side by side
     mp4s = sorted(out.glob("sample_*.mp4"))
     assert [m.name for m in mp4s] == [f"sample_{i:02d}.mp4" for i in range(s)]
