@@ -39,9 +39,10 @@ from pathlib import Path
 
 import numpy as np
 
-from svg_lightning.data.bair import prepare_bair
-from svg_lightning.data.kth import CLASSES, prepare_kth
-from svg_lightning.data.prepared import BAIRDataModule, KTHDataModule, Memmaps
+from svg_lightning.data.clips import Memmaps
+from svg_lightning.data.datamodules import BAIRDataModule, KTHDataModule
+from svg_lightning.data.sources.bair import prepare_bair
+from svg_lightning.data.sources.kth import CLASSES, prepare_kth
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the fixture writers in tests/
 from tests.data_fixtures import make_tar, write_kth_videos, write_raw  # noqa: E402

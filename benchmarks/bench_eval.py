@@ -11,6 +11,7 @@ import time
 
 import torch
 
+from svg_lightning.models.config import SVGConfig
 from svg_lightning.models.svg import SVG
 
 
@@ -32,7 +33,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     args = parser.parse_args()
     torch.manual_seed(0)
-    model = SVG(variant="lp", backbone="dcgan64", channels=1, z_dim=10).eval()
+    model = SVG(SVGConfig())  # the paper's SM-MNIST SVG-LP network.eval()
     cond = torch.rand(args.videos, 5, 1, 64, 64)
     s, f = args.samples, args.n_future
 

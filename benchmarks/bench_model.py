@@ -14,6 +14,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from svg_lightning.models.config import SVGConfig
 from svg_lightning.models.losses import svg_loss
 from svg_lightning.models.svg import SVG
 
@@ -44,13 +45,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     args = parser.parse_args()
     torch.manual_seed(0)
-    model = SVG(variant="lp", backbone="dcgan64", channels=1, z_dim=10)
+    model = SVG(SVGConfig())  # the paper's SM-MNIST SVG-LP network
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     x = torch.rand(args.batch, 15, 1, 64, 64)
 
     def train_step():
-        out = model(x)
-        t = svg_loss(out.x_hat, x[:, 1:], 1e-4, out.mu, out.logvar, out.prior_mu, out.prior_logvar)
+        out = model(x, 5)
+        lat = out.latents
+        t = svg_loss(out.x_hat, x[:, 1:], 1e-4, lat.mu, lat.logvar, lat.prior_mu, lat.prior_logvar)
         opt.zero_grad(set_to_none=True)
         t.loss.backward()
         opt.step()

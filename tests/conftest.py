@@ -1,55 +1,15 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, open_dict
 
-from svg_lightning.config import config_dir
+from svg_lightning.train import train
+from tests.helpers import TINY, compose_cfg
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
-
-# A network small enough for a CPU test in seconds; same code paths as the paper sizes.
-TINY = [
-    "n_past=2",
-    "n_future=3",
-    "model.backbone=dcgan32",
-    "model.nf=4",
-    "model.g_dim=8",
-    "model.z_dim=2",
-    "model.rnn_size=8",
-    "model.val_num_samples=2",
-    "data.image_size=32",
-    "data.num_digits=1",
-    "data.batch_size=2",
-    "data.val_videos=2",
-    "data.test_videos=3",
-    "trainer.max_steps=2",
-    "trainer.val_check_interval=2",
-    "trainer.log_every_n_steps=1",
-    "trainer.accelerator=cpu",
-    "summary.num_samples=2",
-    "summary.grid_videos=2",
-    "summary.grid_samples=2",
-    "logger=csv",
-]
-
-
-def compose_cfg(tmp_path: Path, *overrides: str, config_name: str = "train") -> DictConfig:
-    """A config as the CLI builds it, with paths inside ``tmp_path``."""
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose(config_name, overrides=list(overrides))
-    with open_dict(cfg):
-        cfg.paths.root_dir = str(tmp_path)
-        cfg.paths.data_dir = str(tmp_path / "data")
-        cfg.paths.log_dir = str(tmp_path / "logs")
-        cfg.paths.output_dir = str(tmp_path / "out")
-    return cfg
 
 
 @pytest.fixture
@@ -57,10 +17,12 @@ def tiny_cfg(tmp_path):
     return lambda *overrides: compose_cfg(tmp_path, *TINY, *overrides)
 
 
-def run_cli(module: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    """``python -m module args`` as a user runs it, with outputs under ``cwd``."""
-    env = {**os.environ, "SVG_ROOT": str(cwd), "WANDB_MODE": "offline"}
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """One tiny one-digit 32 x 32 SVG-LP run (3 steps, CSV logger), shared by every test that
+    needs a checkpoint: its folder holds config.yaml and checkpoints/last.ckpt. Read it, never
+    write into it."""
+    root = tmp_path_factory.mktemp("trained")
+    cfg = compose_cfg(root, *TINY, "summary.enabled=false", "trainer.max_steps=3")
+    train(cfg)
+    return Path(cfg.paths.output_dir)

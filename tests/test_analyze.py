@@ -7,26 +7,21 @@ import numpy as np
 import pytest
 import torch
 
-from svg_lightning.analyze.__main__ import analyze
+from svg_lightning.analyze import analyze
 from svg_lightning.analyze.motion import continue_trajectory, track
 from svg_lightning.analyze.stats import collision_statistics, lagged_labels
-from svg_lightning.config import ConfigError
 from svg_lightning.data.digits import load_digits
 from svg_lightning.data.smmnist import LIMIT, render, simulate
-from svg_lightning.train import train
-from tests.conftest import TINY, compose_cfg, run_cli
+from svg_lightning.errors import ConfigError
+from tests.helpers import compose_cfg, run_cli
 
 PRIOR = ["num_videos=4", "num_test_videos=4", "seq_len=12", "batch_size=4", "device=cpu"]
 TRAJ = ["num_videos=3", "num_samples=2", "num_true=100", "n_future=5", "device=cpu"]
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    """A tiny one-digit 32 x 32 SVG-LP checkpoint and its training config."""
-    root = tmp_path_factory.mktemp("train")
-    cfg = compose_cfg(root, *TINY, "summary.enabled=false", "trainer.max_steps=2", "logger=[]")
-    train(cfg)
-    return Path(cfg.paths.output_dir)
+@pytest.fixture
+def run_dir(trained_run):
+    return trained_run
 
 
 def analyze_cfg(tmp_path, ckpt, command, *overrides):
@@ -182,9 +177,7 @@ def test_trajectories_refuses_two_digits(tmp_path, run_dir):
 def test_non_smmnist_is_refused(tmp_path, run_dir):
     path = _edited(tmp_path, run_dir)
     config = path.parent.parent / "config.yaml"
-    text = config.read_text().replace(
-        "svg_lightning.data.smmnist.SMMNISTDataModule", "svg_lightning.data.prepared.KTHDataModule"
-    )
+    text = config.read_text().replace("SMMNISTDataModule", "KTHDataModule")
     config.write_text(text)
     with pytest.raises(ConfigError, match="Stochastic Moving MNIST"):
         analyze(analyze_cfg(tmp_path, path, "prior", *PRIOR))

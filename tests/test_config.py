@@ -4,13 +4,14 @@ import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from hydra.utils import instantiate
 
-from svg_lightning.config import ConfigError, config_dir, validate_config
-from svg_lightning.data.prepared import DataNotPreparedError
-from tests.conftest import compose_cfg
-from tests.test_models import SPEC_COUNTS, count
+from svg_lightning.config import TRAINING_SETTINGS, config_dir, validate_config
+from svg_lightning.errors import ConfigError, DataNotPreparedError
+from svg_lightning.models.config import SVGConfig
+from tests.helpers import compose_cfg
+from tests.helpers.reference import SPEC_COUNTS, count
 
 EXPERIMENTS = sorted(p.stem for p in (Path(config_dir()) / "experiment").glob("*.yaml"))
-# Experiments whose model is in the spec's parameter table.
+# Experiments whose model is in the reference's parameter table.
 PAPER_COUNTS = {
     "smmnist_lp": "smmnist_lp",
     "bair_lp": "bair_lp",
@@ -117,3 +118,31 @@ def test_trainer_presets_compose(tmp_path, preset):
     validate_config(cfg)
     assert cfg.trainer.precision == "bf16-mixed"
     assert cfg.trainer.accelerator == {"cpu": "cpu", "gpu": "gpu", "ddp": "gpu"}[preset]
+
+
+def test_evaluation_uses_the_trainer_group(tmp_path):
+    cfg = compose_cfg(tmp_path, "ckpt_path=x.ckpt", "trainer=ddp", config_name="eval")
+    assert (cfg.trainer.strategy, cfg.trainer.accelerator) == ("ddp", "gpu")
+    assert compose_cfg(tmp_path, "ckpt_path=x.ckpt", config_name="eval").trainer.devices == 1
+
+
+def test_experiments_differ_only_in_what_they_name(tmp_path):
+    """The model variants of one dataset share every setting but the model and the task name."""
+    for dataset in ("smmnist", "kth", "bair"):
+        lp, fp, det = (
+            compose_cfg(tmp_path, f"+experiment={dataset}_{v}") for v in ("lp", "fp", "det")
+        )
+        assert lp.data == fp.data == det.data and lp.trainer == det.trainer
+        assert (lp.model.variant, fp.model.variant, det.model.variant) == (
+            "lp", "fp", "deterministic"
+        )  # fmt: skip
+        assert {k: v for k, v in lp.model.items() if k != "variant"} == {
+            k: v for k, v in det.model.items() if k != "variant"
+        }
+        assert lp.task_name == f"{dataset}_lp"
+
+
+def test_model_config_lists_the_architecture(tmp_path):
+    """conf/model/svg_lp.yaml names every SVGConfig field and every LightningModule setting."""
+    keys = set(compose_cfg(tmp_path).model) - {"_target_"}
+    assert keys == set(SVGConfig.names()) | set(TRAINING_SETTINGS)

@@ -1,27 +1,24 @@
 """`python -m svg_lightning.evaluate` on a tiny trained checkpoint."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
-from svg_lightning.checkpoint import CheckpointError, sha256
-from svg_lightning.evaluate.__main__ import evaluate
-from svg_lightning.train import train
-from tests.conftest import TINY, compose_cfg, run_cli
+from svg_lightning.cli import compare_main
+from svg_lightning.errors import CheckpointError
+from svg_lightning.evaluate import evaluate
+from svg_lightning.files import sha256
+from tests.helpers import compose_cfg, run_cli
 
 EVAL = ["eval.num_videos=5", "eval.num_samples=3", "eval.n_future=4", "eval.batch_size=2",
         "eval.sample_chunk=4", "eval.grid_videos=2", "eval.grid_samples=2", "logger=csv",
         "trainer.accelerator=cpu"]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("train")
-    cfg = compose_cfg(root, *TINY, "summary.enabled=false", "trainer.max_steps=3")
-    train(cfg)
-    return Path(cfg.paths.output_dir)
+@pytest.fixture
+def run_dir(trained_run):
+    return trained_run
 
 
 def eval_cfg(tmp_path, ckpt, *overrides):
@@ -30,7 +27,7 @@ def eval_cfg(tmp_path, ckpt, *overrides):
 
 def test_evaluation_writes_all_outputs(tmp_path, run_dir):
     ckpt = run_dir / "checkpoints" / "last.ckpt"
-    paths = evaluate(eval_cfg(tmp_path, ckpt))
+    _, paths = evaluate(eval_cfg(tmp_path, ckpt))
     out = tmp_path / "out"
     for name in ("metrics.json", "curves.csv", "curves.png", "samples.png", "samples.gif"):
         assert (out / name).stat().st_size > 0, name
@@ -150,7 +147,7 @@ def test_missing_training_config_is_named(tmp_path, run_dir):
 
 
 def test_compare_overlays_runs(tmp_path, run_dir):
-    from svg_lightning.evaluate.compare import main as compare
+    compare = compare_main
 
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     for name in ("a", "b"):

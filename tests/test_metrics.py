@@ -136,7 +136,7 @@ def test_slicing_does_not_change_results(monkeypatch):
     t = torch.rand(7, 3, 16, 24, generator=g)
     p = (t + 0.1 * torch.randn(t.shape, generator=g)).clamp(0, 1)
     full = ssim(p, t), ssim_reference(p, t)
-    monkeypatch.setattr(metrics, "_SLICE_PIXELS", 2 * 16 * 24)  # 2 planes per slice, odd tail
+    monkeypatch.setattr(metrics.frame, "_SLICE_PIXELS", 2 * 16 * 24)  # 2 planes per slice, odd tail
     sliced = ssim(p, t), ssim_reference(p, t)
     for a, b in zip(full, sliced, strict=True):
         torch.testing.assert_close(a, b, atol=1e-7, rtol=0)

@@ -1,50 +1,16 @@
 import pytest
 import torch
-from torch import nn
 
 from svg_lightning.models import recurrent
+from svg_lightning.models.config import SVGConfig
 from svg_lightning.models.svg import SVG, skip_source
-
-# Trainable parameter counts of the reference code (spec section 1):
-# config -> (encoder, decoder, frame_predictor, posterior, prior, total)
-SPEC_COUNTS = {
-    "smmnist_lp": (
-        dict(variant="lp", backbone="dcgan64", channels=1, z_dim=10),
-        (3_805_376, 6_558_529, 1_121_152, 564_500, 564_500, 12_614_057),
-    ),
-    "bair_lp": (
-        dict(variant="lp", backbone="vgg64", channels=3, z_dim=64),
-        (8_689_600, 11_822_659, 1_134_976, 592_256, 592_256, 22_831_747),
-    ),
-    "kth_fp": (
-        dict(variant="fp", backbone="vgg64", channels=1, z_dim=24),
-        (8_688_448, 11_821_505, 1_124_736, 571_696, None, 22_206_385),
-    ),
-    "kth_lp": (
-        dict(variant="lp", backbone="vgg64", channels=1, z_dim=24),
-        (8_688_448, 11_821_505, 1_124_736, 571_696, 571_696, 22_778_081),
-    ),
-    "kth128_lp": (
-        dict(variant="lp", backbone="vgg128", channels=1, z_dim=24),
-        (15_770_944, 21_263_297, 1_124_736, 571_696, 571_696, 39_302_369),
-    ),
-    "dcgan128_lp": (
-        dict(variant="lp", backbone="dcgan128", channels=1, z_dim=10),
-        (8_001_216, 14_948_673, 1_121_152, 564_500, 564_500, 25_200_041),
-    ),
-}
-
-
-def count(module: nn.Module | None) -> int | None:
-    if module is None:
-        return None
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+from tests.helpers.reference import SPEC_COUNTS, count
 
 
 @pytest.mark.parametrize("name", SPEC_COUNTS)
 def test_parameter_counts_match_reference(name):
     kwargs, expected = SPEC_COUNTS[name]
-    m = SVG(**kwargs)
+    m = SVG(SVGConfig(**kwargs))
     got = (
         count(m.encoder),
         count(m.decoder),
@@ -57,14 +23,14 @@ def test_parameter_counts_match_reference(name):
 
 
 def test_deterministic_has_no_latent_modules():
-    m = SVG(variant="deterministic")
+    m = SVG(SVGConfig(variant="deterministic"))
     assert not hasattr(m, "posterior") and not hasattr(m, "prior")
     assert m.frame_predictor.embed.in_features == 128
 
 
 def test_reference_initialisation():
     torch.manual_seed(0)
-    m = SVG(variant="lp", backbone="dcgan64")
+    m = SVG(SVGConfig(variant="lp", backbone="dcgan64"))
     conv = m.encoder.stages[2][0].weight
     assert abs(conv.std().item() - 0.02) < 0.002 and abs(conv.mean().item()) < 0.002
     assert torch.all(m.encoder.stages[2][0].bias == 0)
@@ -79,7 +45,7 @@ def test_reference_initialisation():
 
 
 def test_skip_sources():
-    # Predicting frames t = 1..14 with n_past = 5 (spec section 3, quirk 1).
+    # Predicting frames t = 1..14 with n_past = 5; "reference" is the reference code's off-by-one.
     steps = range(1, 15)
     assert [skip_source(t, 5, "reference") for t in steps] == [0, 1, 2, 3] + [3] * 10
     assert [skip_source(t, 5, "last") for t in steps] == [0, 1, 2, 3, 4] + [4] * 9
@@ -88,24 +54,24 @@ def test_skip_sources():
     assert [skip_source(t, 1, "reference") for t in range(1, 4)] == [0, 0, 0]
 
 
-TINY_NET = dict(backbone="dcgan32", channels=1, g_dim=8, z_dim=3, rnn_size=8, nf=4)
+TINY_NET = dict(backbone="dcgan32", image_size=32, channels=1, g_dim=8, z_dim=3, rnn_size=8, nf=4)
 
 
 @pytest.mark.parametrize("skip", ["last", "reference", "previous"])
 def test_training_pass_uses_the_chosen_skip_frames(skip):
     torch.manual_seed(0)
-    m = SVG(variant="lp", n_past=3, skip=skip, **TINY_NET).eval()
+    m = SVG(SVGConfig(variant="lp", skip=skip, **TINY_NET)).eval()
     x = torch.rand(2, 6, 1, 32, 32)
     seen = []
     m.decoder.register_forward_pre_hook(lambda mod, args: seen.append(args[1][0]))
-    m(x)
+    m(x, 3)
     _, skips = m.encoder(x.flatten(0, 1))
     per_frame = skips[0].view(2, 6, *skips[0].shape[1:])
     expected = per_frame[:, [skip_source(t, 3, skip) for t in range(1, 6)]].flatten(0, 1)
     torch.testing.assert_close(seen[0], expected)
 
 
-def reference_loop(m: SVG, x: torch.Tensor) -> torch.Tensor:
+def reference_loop(m: SVG, x: torch.Tensor, n_past: int) -> torch.Tensor:
     """The reference training algorithm, one frame at a time (z = mu, so it is deterministic)."""
     b, t = x.shape[:2]
     post = prior = pred = None
@@ -113,7 +79,7 @@ def reference_loop(m: SVG, x: torch.Tensor) -> torch.Tensor:
     for i in range(1, t):
         h_prev, _ = m.encoder(x[:, i - 1])
         h_t, _ = m.encoder(x[:, i])
-        _, skips = m.encoder(x[:, skip_source(i, m.n_past, m.skip)])
+        _, skips = m.encoder(x[:, skip_source(i, n_past, m.skip)])
         inp = h_prev[:, None]
         if m.stochastic:
             mu, _, post = m.posterior(h_t[:, None], post)
@@ -129,9 +95,9 @@ def reference_loop(m: SVG, x: torch.Tensor) -> torch.Tensor:
 def test_whole_sequence_pass_equals_stepwise_reference(variant, monkeypatch):
     monkeypatch.setattr("svg_lightning.models.svg.reparameterize", lambda mu, logvar: mu)
     torch.manual_seed(0)
-    m = SVG(variant=variant, n_past=3, **TINY_NET).eval()
+    m = SVG(SVGConfig(variant=variant, **TINY_NET)).eval()
     x = torch.rand(3, 7, 1, 32, 32)
-    torch.testing.assert_close(m(x).x_hat, reference_loop(m, x), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(m(x, 3).x_hat, reference_loop(m, x, 3), atol=1e-5, rtol=1e-4)
 
 
 def test_gaussian_lstm_state_carries_across_calls():
@@ -149,7 +115,7 @@ def test_gaussian_lstm_state_carries_across_calls():
 @pytest.mark.parametrize("variant,samples", [("lp", 4), ("fp", 4), ("deterministic", 1)])
 def test_sample_shapes_and_range(variant, samples):
     torch.manual_seed(0)
-    m = SVG(variant=variant, n_past=3, **TINY_NET).eval()
+    m = SVG(SVGConfig(variant=variant, **TINY_NET)).eval()
     out = m.sample(torch.rand(2, 3, 1, 32, 32), n_future=5, num_samples=4, chunk_size=3)
     assert out.frames.shape == (2, samples, 5, 1, 32, 32)
     assert out.frames.min() >= 0 and out.frames.max() <= 1
@@ -161,11 +127,11 @@ def test_sample_shapes_and_range(variant, samples):
 
 def test_samples_differ_and_chunking_keeps_sequences_apart():
     torch.manual_seed(0)
-    m = SVG(variant="lp", n_past=3, **TINY_NET).eval()
+    m = SVG(SVGConfig(variant="lp", **TINY_NET)).eval()
     cond = torch.rand(2, 3, 1, 32, 32)
     out = m.sample(cond, n_future=4, num_samples=5, chunk_size=3).frames
     assert (out[0, 0] - out[0, 1]).abs().max() > 0  # samples are different draws
-    det = SVG(variant="deterministic", n_past=3, **TINY_NET).eval()
+    det = SVG(SVGConfig(variant="deterministic", **TINY_NET)).eval()
     whole = det.sample(cond, 4).frames
     torch.testing.assert_close(det.sample(cond, 4, chunk_size=1).frames, whole)
     torch.testing.assert_close(det.sample(cond[1:], 4).frames, whole[1:])
@@ -175,15 +141,15 @@ def test_sampling_first_step_uses_last_conditioning_frame():
     """With generation fed back, the first predicted frame depends only on the conditioning
     frames: a deterministic model's first prediction equals the teacher-forced one."""
     torch.manual_seed(0)
-    m = SVG(variant="deterministic", n_past=3, **TINY_NET).eval()
+    m = SVG(SVGConfig(variant="deterministic", **TINY_NET)).eval()
     x = torch.rand(2, 4, 1, 32, 32)
-    torch.testing.assert_close(m.sample(x[:, :3], 1).frames[:, 0, 0], m(x).x_hat[:, 2])
+    torch.testing.assert_close(m.sample(x[:, :3], 1).frames[:, 0, 0], m(x, 3).x_hat[:, 2])
 
 
 @pytest.mark.parametrize("variant", ["lp", "fp"])
 def test_given_noise_makes_samples_independent_of_chunks_and_batch(variant):
     torch.manual_seed(0)
-    m = SVG(variant=variant, n_past=3, **TINY_NET).eval()
+    m = SVG(SVGConfig(variant=variant, **TINY_NET)).eval()
     cond = torch.rand(3, 3, 1, 32, 32)
     noise = torch.randn(3, 4, m.noise_steps(3, 5), 3)
     whole = m.sample(cond, 5, num_samples=4, noise=noise)

@@ -12,6 +12,8 @@ import nbformat
 import pytest
 from jupyter_client.kernelspec import KernelSpecManager  # noqa: E402
 
+from tests.helpers import TINY
+
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 CELL_TIMEOUT = 180  # seconds per cell; the whole file takes well under a minute
 
@@ -75,7 +77,9 @@ def test_quickstart_notebook(tmp_path, kernel):
         train_steps=3,
         num_samples=3,
         workdir=str(workdir),
-        tiny=True,
+        eval_videos=4,
+        eval_frames=3,
+        extra_overrides=TINY,
     )
     assert (workdir / "train").is_dir() and list(workdir.rglob("last.ckpt"))
     html = [o["data"]["text/html"] for o in outputs(nb) if "text/html" in o.get("data", {})]
@@ -101,7 +105,7 @@ def test_learned_prior_notebook(tmp_path, kernel):
         num_videos=6,
         seq_len=20,
         workdir=str(tmp_path / "runs"),
-        tiny=True,
+        extra_overrides=TINY,
     )
     text = "".join(stdout(c) for c in nb.cells if c.cell_type == "code")
     assert "sigma: (6, 19)" in text

@@ -10,9 +10,14 @@ import json
 import numpy as np
 import pytest
 
-from svg_lightning.data import bair, storage
-from svg_lightning.data.bair import RecordError, decode_example, iter_records, prepare_bair
-from svg_lightning.data.storage import DataSourceError
+from svg_lightning.data.sources import bair, storage
+from svg_lightning.data.sources.bair import (
+    RecordError,
+    decode_example,
+    iter_records,
+    prepare_bair,
+)
+from svg_lightning.errors import DataSourceError
 from tests.data_fixtures import Example, frame_record, make_tar, serialize, write_raw
 
 # (split, stem, videos); numeric order of <a> differs from name order (1024 < 256 as text).

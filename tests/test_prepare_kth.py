@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from svg_lightning.data import kth
-from svg_lightning.data.storage import DataSourceError
+from svg_lightning.data.sources import kth
+from svg_lightning.errors import DataSourceError
 from tests.data_fixtures import write_kth_videos
 
 # Mean absolute error allowed between prepared and written-then-resized frames, on 0-255. MJPEG at

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from svg_lightning.data.prepared import BAIRDataModule, DataNotPreparedError, KTHDataModule
+from svg_lightning.data.datamodules import BAIRDataModule, KTHDataModule
+from svg_lightning.data.prepare import prepare
+from svg_lightning.errors import ConfigError, DataNotPreparedError, DataSourceError
 from tests.data_fixtures import make_tar, write_kth_videos, write_raw
 
 
@@ -159,22 +161,31 @@ def bair_archive(tmp_path):
 )
 def test_experiment_runs_on_prepared_fixtures(tmp_path, capsys, experiment, archive):
     """The official formats -> the prepare command -> a fast_dev_run of the experiment."""
-    from svg_lightning.data.prepare import main as prepare
+    from svg_lightning.cli import prepare_main
     from svg_lightning.train import train
     from tests.conftest import compose_cfg
 
     dataset = experiment.split("_")[0]
     data = tmp_path / "data"
-    assert prepare([dataset, "--src", str(archive(tmp_path)), "--out", str(data)]) == 0
+    assert prepare_main([dataset, "--src", str(archive(tmp_path)), "--out", str(data)]) == 0
     assert "skipped: 0" in capsys.readouterr().out
     train(compose_cfg(tmp_path, f"+experiment={experiment}", *SMALL, "debug=fdr"))
 
 
-def test_prepare_command_reports_missing_inputs(tmp_path, capsys):
-    from svg_lightning.data.prepare import main as prepare
+def test_prepare_refuses_missing_inputs_and_unknown_datasets(tmp_path):
+    with pytest.raises(DataSourceError, match="bair_robot_pushing_dataset_v0.tar"):
+        prepare("bair", tmp_path / "nope.tar", tmp_path)
+    with pytest.raises(DataSourceError, match="boxing.zip"):
+        prepare("kth", tmp_path, tmp_path, {"size": 64})
+    with pytest.raises(ConfigError, match="'mnist'.*allowed"):
+        prepare("mnist", tmp_path, tmp_path)
 
-    assert prepare(["bair", "--src", str(tmp_path / "nope.tar"), "--out", str(tmp_path)]) == 2
+
+def test_prepare_command_reports_missing_inputs(tmp_path, capsys):
+    from svg_lightning.cli import prepare_main
+
+    assert prepare_main(["bair", "--src", str(tmp_path / "nope.tar"), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "bair_robot_pushing_dataset_v0.tar" in err and "Traceback" not in err
-    assert prepare(["kth", "--src", str(tmp_path), "--out", str(tmp_path)]) == 2
+    assert prepare_main(["kth", "--src", str(tmp_path), "--out", str(tmp_path)]) == 2
     assert "boxing.zip" in capsys.readouterr().err

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from svg_lightning.checkpoint import CheckpointError
+from svg_lightning.errors import CheckpointError, NonFiniteLossError
 from svg_lightning.train import train
-from tests.conftest import TINY
+from tests.helpers import TINY
 
 NO_MEDIA = ["summary.enabled=false", "~callbacks.video_samples", "~callbacks.rich_progress_bar"]
 
@@ -109,7 +109,6 @@ def test_architecture_mismatch_lists_the_settings(tmp_path, tiny_cfg):
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_cfg, monkeypatch):
     from svg_lightning import module
-    from svg_lightning.callbacks import NonFiniteLossError
 
     real = module.svg_loss
 

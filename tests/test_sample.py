@@ -11,19 +11,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from svg_lightning.sample import SampleError, read_frames, sample
-from svg_lightning.train import train
-from tests.conftest import TINY, compose_cfg
+from svg_lightning.errors import ConfigError, InputError
+from svg_lightning.sample import read_frames, sample
+from tests.helpers import compose_cfg
 
 SIZE, P, T = 32, 2, 3  # the TINY model: 32x32, 1 channel, n_past=2, n_future=3
 
 
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("train")
-    cfg = compose_cfg(root, *TINY, "summary.enabled=false", "trainer.max_steps=3")
-    train(cfg)
-    return Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+@pytest.fixture
+def ckpt(trained_run) -> Path:
+    return trained_run / "checkpoints" / "last.ckpt"
 
 
 def moving_square(n: int = 10, h: int = 48, w: int = 64) -> np.ndarray:
@@ -121,7 +118,7 @@ def test_samples_npy_layouts_and_is_reproducible(tmp_path, ckpt):
 )
 def test_bad_arrays_are_named(tmp_path, arr, message):
     np.save(tmp_path / "bad.npy", arr)
-    with pytest.raises(SampleError, match="bad.npy") as err:
+    with pytest.raises(InputError, match="bad.npy") as err:
         read_frames(tmp_path / "bad.npy")
     assert message in str(err.value)
 
@@ -139,12 +136,12 @@ def test_reading_infers_layout_and_range(tmp_path):
 @pytest.mark.parametrize("override", ["n_past=0", "num_samples=0"])
 def test_bad_settings(tmp_path, ckpt, override):
     np.save(tmp_path / "x.npy", moving_square(6))
-    with pytest.raises(SampleError, match=override.split("=")[0]):
+    with pytest.raises(ConfigError, match=override.split("=")[0]):
         sample(sample_cfg(tmp_path, ckpt, tmp_path / "x.npy", override))
 
 
 def test_missing_input(tmp_path, ckpt):
-    with pytest.raises(SampleError, match="nope.mp4 does not exist"):
+    with pytest.raises(InputError, match="nope.mp4 does not exist"):
         sample(sample_cfg(tmp_path, ckpt, tmp_path / "nope.mp4"))
 
 

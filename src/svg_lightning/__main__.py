@@ -1,4 +1,4 @@
-from svg_lightning.train import main
+from svg_lightning.cli import train_main
 
 if __name__ == "__main__":
-    main()
+    train_main()

@@ -16,31 +16,12 @@ import torch
 
 # Figures are drawn without pyplot, so no global backend is switched (notebooks keep theirs).
 from matplotlib.figure import Figure
-from PIL import Image
 
-from svg_lightning.models.losses import gaussian_kl
+from svg_lightning import runs
+from svg_lightning.errors import NonFiniteLossError
+from svg_lightning.loggers import log_media
+from svg_lightning.models.losses import kl_per_video_step
 from svg_lightning.viz import save_sample_gif, save_sample_grid
-
-
-def media_dir(trainer: pl.Trainer) -> Path:
-    path = Path(trainer.default_root_dir) / "media"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def log_media(trainer: pl.Trainer, key: str, path: Path, video: bool = False) -> None:
-    """Send a PNG or GIF already written to the run folder to every logger that takes media."""
-    from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
-
-    for lg in trainer.loggers:
-        if isinstance(lg, WandbLogger):
-            if video:
-                lg.log_video(key, [str(path)], step=trainer.global_step)
-            else:
-                lg.log_image(key, [str(path)], step=trainer.global_step)
-        elif isinstance(lg, TensorBoardLogger) and not video:
-            img = np.asarray(Image.open(path).convert("RGB"))
-            lg.experiment.add_image(key, img, trainer.global_step, dataformats="HWC")
 
 
 class VideoSamples(pl.Callback):
@@ -75,43 +56,40 @@ class VideoSamples(pl.Callback):
         settings = pl_module.val_settings
         p, f = settings.n_past, settings.n_future
         x = x[:, : p + f]
-        out, step = media_dir(trainer), trainer.global_step
+        out, step = runs.media_dir(trainer.default_root_dir), trainer.global_step
+        loggers = trainer.loggers
         noise = pl_module.noise_for(index, replace(settings, num_samples=self.num_samples))
         samples = pl_module.sample(x[:, :p], f, self.num_samples, noise=noise).frames
         gif = save_sample_gif(out / f"samples_step{step:07d}.gif", x[:, :p], x[:, p:], samples)
-        log_media(trainer, "media/samples", gif, video=True)
+        log_media(loggers, "media/samples", gif, step)
 
-        was_training = pl_module.training
-        pl_module.eval()
         # Own RNG stream: media never shift the training noise (resumed runs stay exact).
         devices = [x.device.index] if x.device.type == "cuda" else []
-        try:
-            with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(0)
-                tf = pl_module.svg(x)
-        finally:
-            pl_module.train(was_training)
+        with pl_module.eval_mode(), torch.random.fork_rng(devices=devices):
+            torch.manual_seed(0)
+            tf = pl_module.svg(x, p)
         recon = save_sample_grid(out / f"posterior_step{step:07d}.png", x[:, :1], x[:, 1:],
                                  tf.x_hat[:, None])  # fmt: skip
-        log_media(trainer, "media/posterior_reconstruction", recon)
-        if tf.mu is not None:
-            plot = self._plot_latents(out / f"latents_step{step:07d}.png", tf, p, step)
-            log_media(trainer, "media/kl_and_prior_sigma", plot)
+        log_media(loggers, "media/posterior_reconstruction", recon, step)
+        if tf.latents.mu is not None:
+            plot = self._plot_latents(out / f"latents_step{step:07d}.png", tf.latents, p, step)
+            log_media(loggers, "media/kl_and_prior_sigma", plot, step)
 
     @staticmethod
-    def _plot_latents(path: Path, tf, n_past: int, step: int) -> Path:
-        mu, logvar = tf.mu.float(), tf.logvar.float()
-        lp = tf.prior_mu is not None
-        prior_mu = tf.prior_mu.float() if lp else torch.zeros_like(mu)
-        prior_logvar = tf.prior_logvar.float() if lp else torch.zeros_like(logvar)
-        kl = gaussian_kl(mu, logvar, prior_mu, prior_logvar).sum(-1).mean(0).cpu()
+    def _plot_latents(path: Path, latents, n_past: int, step: int) -> Path:
+        lp = latents.prior_mu is not None
+        kl = (
+            kl_per_video_step(latents.mu, latents.logvar, latents.prior_mu, latents.prior_logvar)
+            .mean(0)
+            .cpu()
+        )
         frames = np.arange(2, kl.numel() + 2)  # step t predicts frame t+1 (1-based)
         fig = Figure(figsize=(10 if lp else 5, 3.2))
         axes = fig.subplots(1, 2 if lp else 1, squeeze=False)
         axes[0, 0].bar(frames, kl.numpy(), color="tab:blue")
         axes[0, 0].set(xlabel="predicted frame", ylabel="KL (nats)", title="KL per step")
         if lp:
-            sigma = prior_logvar.mul(0.5).exp().mean(-1).cpu()  # (B, T-1)
+            sigma = latents.prior_logvar.float().mul(0.5).exp().mean(-1).cpu()  # (B, T-1)
             for row in sigma:
                 axes[0, 1].plot(frames, row.numpy(), alpha=0.8)
             axes[0, 1].set(xlabel="predicted frame", ylabel="mean sigma", title="learned prior")
@@ -149,10 +127,8 @@ class TrainingCurves(pl.Callback):
 
     def on_fit_end(self, trainer, pl_module) -> None:
         if trainer.is_global_zero and any(self.history.values()):
-            path = plot_history(
-                self.history, Path(trainer.default_root_dir) / "training_curves.png"
-            )
-            log_media(trainer, "media/training_curves", path)
+            path = plot_history(self.history, Path(trainer.default_root_dir) / runs.TRAINING_CURVES)
+            log_media(trainer.loggers, "media/training_curves", path, trainer.global_step)
 
     def state_dict(self) -> dict:
         return {"history": {k: [list(p) for p in v] for k, v in self.history.items()}}
@@ -179,17 +155,13 @@ def plot_history(history: dict[str, list[tuple[int, float]]], path: Path) -> Pat
     return path
 
 
-class NonFiniteLossError(RuntimeError):
-    pass
-
-
 class StopOnNonFiniteLoss(pl.Callback):
     """Stops before a NaN or inf loss reaches the weights; the checkpoints written so far (the
     last good ones) stay as they are."""
 
     def on_before_backward(self, trainer: pl.Trainer, pl_module, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss).all():
-            ckpt = Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+            ckpt = runs.last_checkpoint(trainer.default_root_dir)
             keep = f"the last good checkpoint is {ckpt}" if ckpt.exists() else "no checkpoint yet"
             raise NonFiniteLossError(
                 f"the loss is {loss.item()} at step {trainer.global_step}: training stopped; "

@@ -1,35 +1,17 @@
-"""Loading checkpoints with errors that name the file and what is wrong with it."""
+"""Reading and writing checkpoints, with errors that name the file and what is wrong with it."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 import svg_lightning
-from svg_lightning.data.storage import atomic_path
-
-# Bumped whenever a checkpoint written before can no longer be loaded by this code.
-CHECKPOINT_FORMAT = 1
-META_KEY = "svg_lightning"
-
-
-class CheckpointError(RuntimeError):
-    pass
-
-
-def checkpoint_meta() -> dict:
-    return {"version": svg_lightning.__version__, "format": CHECKPOINT_FORMAT}
-
-
-def sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from svg_lightning.errors import CheckpointError
+from svg_lightning.files import atomic_path
+from svg_lightning.models.config import SVGConfig
+from svg_lightning.module import CHECKPOINT_FORMAT, META_KEY, SVGModule
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -59,10 +41,8 @@ def read_checkpoint(path: str | Path) -> dict:
     return ckpt
 
 
-def load_model(path: str | Path):
+def load_model(path: str | Path) -> SVGModule:
     """The SVGModule stored in ``path``, in eval mode on the CPU."""
-    from svg_lightning.module import SVGModule
-
     ckpt = read_checkpoint(path)
     try:
         model = SVGModule(**ckpt["hyper_parameters"])
@@ -92,18 +72,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             super().save_checkpoint(checkpoint, tmp, storage_options)
 
 
-# Settings that change the networks' shapes or function: a resumed run must match them.
-ARCHITECTURE = ("variant", "backbone", "image_size", "channels", "g_dim", "z_dim", "rnn_size",
-                "predictor_layers", "posterior_layers", "prior_layers", "nf", "skip")  # fmt: skip
-
-
 def check_resumable(path: str | Path, model_cfg) -> None:
-    """CheckpointError naming every architecture setting where ``path`` and the config differ."""
+    """CheckpointError naming every architecture field where ``path`` and the config differ."""
     stored = read_checkpoint(path)["hyper_parameters"]
     diff = [
         f"model.{k}: checkpoint {stored.get(k)!r}, config {model_cfg.get(k)!r}"
-        for k in ARCHITECTURE
-        if stored.get(k) != model_cfg.get(k)
+        for k in SVGConfig.names()
+        if stored.get(k) != model_cfg.get(k, getattr(SVGConfig, k))
     ]
     if diff:
         raise CheckpointError(

@@ -6,12 +6,15 @@ import inspect
 from pathlib import Path
 
 from hydra.utils import get_class
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from svg_lightning.models.backbones import BACKBONE_SIZES
-from svg_lightning.models.svg import SKIP_SOURCES, VARIANTS
+from svg_lightning.errors import ConfigError
+from svg_lightning.models.config import SVGConfig
+from svg_lightning.module import SVGModule
 
 PRECISIONS = ("32", "32-true", "16-mixed", "bf16-mixed", "64", "64-true", "16-true", "bf16-true")
+# The LightningModule's own settings; the rest of ``model`` is the architecture (SVGConfig).
+TRAINING_SETTINGS = tuple(inspect.signature(SVGModule.__init__).parameters)[1:-1]
 
 
 def config_dir() -> str:
@@ -22,47 +25,35 @@ def config_dir() -> str:
     return str(Path(__file__).resolve().parents[2] / "conf")
 
 
-class ConfigError(ValueError):
-    """A setting the run cannot use; the message names the setting and the allowed values."""
-
-
-def _positive(errors: list[str], name: str, value, minimum=1) -> None:
+def _at_least(errors: list[str], name: str, value, minimum=1) -> None:
     if not isinstance(value, (int, float)) or value < minimum:
         errors.append(f"{name}={value!r} must be >= {minimum}")
 
 
-def validate_config(cfg: DictConfig) -> None:
-    """Raise ConfigError listing every bad setting (n_past, sizes, channels, names, ranges)."""
-    from svg_lightning.module import SVGModule
+def architecture(model_cfg) -> SVGConfig:
+    """The ``SVGConfig`` of a ``model`` config (its architecture fields; defaults elsewhere)."""
+    names = set(SVGConfig.names())
+    return SVGConfig(**{k: v for k, v in model_cfg.items() if k in names})
 
+
+def validate_config(cfg: DictConfig) -> None:
+    """Raise ConfigError listing every bad setting (lengths, sizes, names, ranges)."""
     errors: list[str] = []
-    m, d = cfg.model, cfg.data
-    allowed = set(inspect.signature(SVGModule.__init__).parameters) - {"self"}
+    m, d = OmegaConf.to_container(cfg.model, resolve=True), cfg.data
+    allowed = set(TRAINING_SETTINGS) | set(SVGConfig.names())
     unknown = sorted(set(m) - allowed - {"_target_"})
     if unknown:
         errors.append(f"unknown model settings {unknown}; allowed: {sorted(allowed)}")
-    _positive(errors, "n_past", cfg.n_past)
-    _positive(errors, "n_future", cfg.n_future)
-    for key in (
-        "g_dim",
-        "z_dim",
-        "rnn_size",
-        "predictor_layers",
-        "posterior_layers",
-        "prior_layers",
-        "nf",
-    ):
-        _positive(errors, f"model.{key}", m.get(key))
-    _positive(errors, "data.batch_size", d.get("batch_size"))
-    _positive(errors, "model.val_num_samples", m.get("val_num_samples"))
-    if not (isinstance(m.get("lr"), (int, float)) and m.lr > 0):
+    arch = architecture(m)
+    errors += arch.errors()
+    _at_least(errors, "n_past", cfg.n_past)
+    _at_least(errors, "n_future", cfg.n_future)
+    _at_least(errors, "data.batch_size", d.get("batch_size"))
+    _at_least(errors, "model.val_num_samples", m.get("val_num_samples"))
+    if not (isinstance(m.get("lr"), (int, float)) and m["lr"] > 0):
         errors.append(f"model.lr={m.get('lr')!r} must be > 0")
-    if not (isinstance(m.get("beta"), (int, float)) and m.beta >= 0):
+    if not (isinstance(m.get("beta"), (int, float)) and m["beta"] >= 0):
         errors.append(f"model.beta={m.get('beta')!r} must be >= 0")
-    if m.get("variant") not in VARIANTS:
-        errors.append(f"model.variant={m.get('variant')!r} is unknown; allowed: {list(VARIANTS)}")
-    if m.get("skip") not in SKIP_SOURCES:
-        errors.append(f"model.skip={m.get('skip')!r} is unknown; allowed: {list(SKIP_SOURCES)}")
 
     data_cls = get_class(d._target_)
     size = d.get("image_size")
@@ -71,19 +62,9 @@ def validate_config(cfg: DictConfig) -> None:
             f"data.image_size={size} is not available for this dataset; "
             f"allowed: {list(data_cls.image_sizes)}"
         )
-    backbone = m.get("backbone")
-    if backbone not in BACKBONE_SIZES:
-        errors.append(f"model.backbone={backbone!r} is unknown; allowed: {sorted(BACKBONE_SIZES)}")
-    elif BACKBONE_SIZES[backbone] != m.get("image_size"):
-        fits = [b for b, s in BACKBONE_SIZES.items() if s == m.get("image_size")]
+    if arch.channels != data_cls.channels:
         errors.append(
-            f"model.backbone={backbone} works on "
-            f"{BACKBONE_SIZES[backbone]}x{BACKBONE_SIZES[backbone]} "
-            f"frames but the image size is {m.get('image_size')}; backbones for that size: {fits}"
-        )
-    if m.get("channels") != data_cls.channels:
-        errors.append(
-            f"model.channels={m.get('channels')} does not match the dataset, which has "
+            f"model.channels={arch.channels} does not match the dataset, which has "
             f"{data_cls.channels} channel(s); set model.channels={data_cls.channels}"
         )
     if data_cls.max_seq_len and cfg.n_past + cfg.n_future > data_cls.max_seq_len:

@@ -1,6 +1,7 @@
 """The LightningModule: SVG-LP, SVG-FP or the deterministic baseline, chosen by ``variant``.
 
-Hyper-parameters are plain values, so checkpoints load with ``torch.load(weights_only=True)``.
+Hyper-parameters are plain values (the architecture fields of ``SVGConfig`` and the training
+settings), so checkpoints load with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -11,23 +12,22 @@ from dataclasses import dataclass
 import pytorch_lightning as pl
 import torch
 
-from svg_lightning.checkpoint import META_KEY, checkpoint_meta
-from svg_lightning.evaluate.scoring import (
-    METRICS,
-    REFERENCE_METRICS,
-    score_samples,
-    video_noise,
-)
-from svg_lightning.models.backbones import BACKBONE_SIZES
+import svg_lightning
+from svg_lightning.metrics.best_of_n import METRICS, REFERENCE_METRICS, score_chunks, video_noise
+from svg_lightning.models.config import SVGConfig
 from svg_lightning.models.losses import svg_loss
 from svg_lightning.models.svg import SVG, Samples
 
+# Bumped whenever a checkpoint written before can no longer be loaded by this code.
+CHECKPOINT_FORMAT = 1
+META_KEY = "svg_lightning"
 
-@dataclass
+
+@dataclass(frozen=True)
 class EvalSettings:
-    """How validation/test videos are scored: condition on ``n_past`` frames, predict
-    ``n_future``, keep the best of ``num_samples``. Sampling noise depends only on ``seed`` and
-    the video index, so scores do not depend on batching or the number of processes."""
+    """How videos are scored: condition on ``n_past`` frames, predict ``n_future``, keep the best
+    of ``num_samples``. Sampling noise depends only on ``seed`` and the video index, so scores do
+    not depend on batching or the number of processes."""
 
     n_past: int
     n_future: int
@@ -38,61 +38,43 @@ class EvalSettings:
 
 
 class SVGModule(pl.LightningModule):
+    """``architecture``: the fields of ``SVGConfig`` (variant, backbone, image_size, ...)."""
+
     def __init__(
         self,
-        variant: str = "lp",
-        backbone: str = "dcgan64",
-        image_size: int = 64,
-        channels: int = 1,
-        g_dim: int = 128,
-        z_dim: int = 10,
-        rnn_size: int = 256,
-        predictor_layers: int = 2,
-        posterior_layers: int = 1,
-        prior_layers: int = 1,
-        nf: int = 64,
         n_past: int = 5,
         n_future: int = 10,
-        skip: str = "last",
         beta: float = 1e-4,
         lr: float = 2e-3,
         adam_beta1: float = 0.9,
         adam_beta2: float = 0.999,
         val_num_samples: int = 10,
         sample_chunk: int | None = None,
+        **architecture,
     ):
         super().__init__()
-        if BACKBONE_SIZES.get(backbone, image_size) != image_size:
-            raise ValueError(
-                f"model.backbone={backbone} needs {BACKBONE_SIZES[backbone]}px frames, "
-                f"not image_size={image_size}"
-            )
+        config = SVGConfig(**architecture)  # TypeError names an unknown field
         self.save_hyperparameters()
-        self.svg = SVG(
-            variant, backbone, channels, g_dim, z_dim, rnn_size,
-            predictor_layers, posterior_layers, prior_layers, nf, n_past, skip,
-        )  # fmt: skip
-        self.val_settings = EvalSettings(n_past, n_future, val_num_samples, sample_chunk)
-        # Chosen per evaluation (not stored with the model); see svg_lightning.evaluate.
-        self.test_settings = EvalSettings(n_past, n_future, val_num_samples, sample_chunk)
-        self.test_outputs: list[dict[str, torch.Tensor]] = []
-        self.test_curves: dict[str, torch.Tensor] = {}
+        self.hparams.update(config.as_dict())  # every field, defaults included: the checkpoint
+        # then describes its network whatever the defaults of a later version
+        self.svg = SVG(config)
+
+    @property
+    def val_settings(self) -> EvalSettings:
+        hp = self.hparams
+        return EvalSettings(hp.n_past, hp.n_future, hp.val_num_samples, hp.sample_chunk)
 
     def configure_optimizers(self):
         hp = self.hparams
         return torch.optim.Adam(self.parameters(), lr=hp.lr, betas=(hp.adam_beta1, hp.adam_beta2))
 
     def training_step(self, batch, batch_idx):
-        x = batch["frames"][:, : self.hparams.n_past + self.hparams.n_future]
-        out = self.svg(x)
+        hp = self.hparams
+        x = batch["frames"][:, : hp.n_past + hp.n_future]
+        out = self.svg(x, hp.n_past)
+        lat = out.latents
         terms = svg_loss(
-            out.x_hat,
-            x[:, 1:],
-            self.hparams.beta,
-            out.mu,
-            out.logvar,
-            out.prior_mu,
-            out.prior_logvar,
+            out.x_hat, x[:, 1:], hp.beta, lat.mu, lat.logvar, lat.prior_mu, lat.prior_logvar
         )
         self.log("train/loss", terms.loss, prog_bar=True)
         self.log("train/mse", terms.mse)
@@ -104,9 +86,9 @@ class SVGModule(pl.LightningModule):
         return terms.loss
 
     @contextmanager
-    def _eval_mode(self):
+    def eval_mode(self):
         """Sampling uses BatchNorm running statistics (the reference left E and D in train mode,
-        making results depend on batch composition)."""
+        making results depend on batch composition); the training mode is restored after."""
         was_training = self.training
         self.eval()
         try:
@@ -123,7 +105,7 @@ class SVGModule(pl.LightningModule):
         noise: torch.Tensor | None = None,
     ) -> Samples:
         """``num_samples`` futures per sequence of ``cond`` (B, n_cond, C, H, W): ``SVG.sample``."""
-        with self._eval_mode():
+        with self.eval_mode():
             return self.svg.sample(
                 cond, n_future, num_samples, chunk_size or self.hparams.sample_chunk, noise
             )
@@ -141,11 +123,11 @@ class SVGModule(pl.LightningModule):
         p, f = settings.n_past, settings.n_future
         cond, target = x[:, :p], x[:, p : p + f]
         noise = self.noise_for(batch["index"], settings)
-        with self._eval_mode():
-            return score_samples(
-                self.svg, cond, target, settings.num_samples, settings.sample_chunk, noise,
-                REFERENCE_METRICS if settings.reference_ssim else METRICS,
-            )  # fmt: skip
+        s = settings.num_samples if self.svg.stochastic else 1
+        metrics = REFERENCE_METRICS if settings.reference_ssim else METRICS
+        with self.eval_mode():
+            chunks = self.svg.iter_samples(cond, f, s, settings.sample_chunk, noise)
+            return score_chunks(chunks, cond, target, s, metrics)
 
     def validation_step(self, batch, batch_idx):
         curves = self.score(batch, self.val_settings)
@@ -157,29 +139,8 @@ class SVGModule(pl.LightningModule):
                 prog_bar=name == "ssim_best",
             )  # fmt: skip
 
-    def on_test_epoch_start(self) -> None:
-        self.test_outputs = []
-
-    def test_step(self, batch, batch_idx):
-        curves = self.score(batch, self.test_settings)
-        curves["index"] = batch["index"]
-        self.test_outputs.append({k: v.detach() for k, v in curves.items()})
-
-    def on_test_epoch_end(self) -> None:
-        """Gathers per-video curves from every process and drops the duplicates a distributed
-        sampler pads with, so any number of processes gives the same numbers. Result:
-        ``test_curves``, each (N videos, T) on the CPU, in video-index order."""
-        local = {k: torch.cat([o[k] for o in self.test_outputs]) for k in self.test_outputs[0]}
-        gathered = {k: self.all_gather(v) for k, v in local.items()}
-        if self.trainer.world_size > 1:
-            gathered = {k: v.flatten(0, 1) for k, v in gathered.items()}
-        index, first = unique_first(gathered.pop("index"))
-        self.test_curves = {k: v[first].cpu() for k, v in gathered.items()}
-        self.test_curves["index"] = index.cpu()
-        self.test_outputs = []
-
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint[META_KEY] = checkpoint_meta()
+        checkpoint[META_KEY] = {"version": svg_lightning.__version__, "format": CHECKPOINT_FORMAT}
         # The sampling noise of training comes from the global RNG; keeping its state makes a
         # resumed run draw exactly what an uninterrupted one would have.
         checkpoint["rng_states"] = {"torch": torch.get_rng_state()}
@@ -192,6 +153,43 @@ class SVGModule(pl.LightningModule):
             torch.set_rng_state(states["torch"])
         if "cuda" in states and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(states["cuda"])
+
+
+class BestOfNTest(pl.LightningModule):
+    """``Trainer.test`` of ``model`` under ``settings``: per-video curves, gathered from every
+    process with the duplicates a distributed sampler pads with dropped, so any number of
+    processes gives the same numbers. Use through ``test_curves``."""
+
+    def __init__(self, model: SVGModule, settings: EvalSettings):
+        super().__init__()
+        self.model, self.settings = model, settings
+        self.outputs: list[dict[str, torch.Tensor]] = []
+        self.curves: dict[str, torch.Tensor] = {}
+
+    def test_step(self, batch, batch_idx):
+        curves = self.model.score(batch, self.settings)
+        curves["index"] = batch["index"]
+        self.outputs.append({k: v.detach() for k, v in curves.items()})
+
+    def on_test_epoch_end(self) -> None:
+        local = {k: torch.cat([o[k] for o in self.outputs]) for k in self.outputs[0]}
+        gathered = {k: self.all_gather(v) for k, v in local.items()}
+        if self.trainer.world_size > 1:
+            gathered = {k: v.flatten(0, 1) for k, v in gathered.items()}
+        index, first = unique_first(gathered.pop("index"))
+        self.curves = {k: v[first].cpu() for k, v in gathered.items()} | {"index": index.cpu()}
+        self.outputs = []
+
+
+def test_curves(
+    trainer: pl.Trainer, model: SVGModule, datamodule, settings: EvalSettings
+) -> dict[str, torch.Tensor]:
+    """Best-of-N curves of every test video: name -> (N videos, T) on the CPU, in video-index
+    order, with ``index`` (N,). Empty on processes that do not hold the gathered result (the
+    workers of ``ddp_spawn``)."""
+    task = BestOfNTest(model, settings)
+    trainer.test(task, datamodule=datamodule, verbose=False)
+    return task.curves
 
 
 def unique_first(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

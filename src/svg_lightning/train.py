@@ -1,47 +1,26 @@
-"""`python -m svg_lightning`: train the configured model, then score and show held-out samples."""
+"""Training: the configured model on the configured data, then held-out scores and samples."""
 
 from __future__ import annotations
 
-import json
 import logging
-import warnings
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
-import hydra
 import pytorch_lightning as pl
+from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.loggers import WandbLogger
 
-from svg_lightning.callbacks import NonFiniteLossError
-from svg_lightning.checkpoint import AtomicCheckpointIO, CheckpointError, check_resumable
-from svg_lightning.config import ConfigError, config_dir, validate_config
-from svg_lightning.data.prepared import DataNotPreparedError
+from svg_lightning import runs
+from svg_lightning.checkpoint import AtomicCheckpointIO, check_resumable
+from svg_lightning.config import config_dir, validate_config
 from svg_lightning.evaluate.report import report_run
+from svg_lightning.loggers import finish_wandb, instantiate_loggers
+from svg_lightning.module import test_curves
 
 log = logging.getLogger(__name__)
-RUN_INFO = "run_info.json"
-# Lightning 2.6 calls a torch pytree API that torch 2.10+ deprecates; nothing for users to act on.
-warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-
-
-def _instantiate_all(group: DictConfig | None) -> list:
-    return [instantiate(c) for c in (group or {}).values() if c is not None]
-
-
-def find_last_checkpoint(cfg: DictConfig) -> Path:
-    """``ckpt_path=last``: the newest ``checkpoints/last.ckpt`` among this task's earlier runs."""
-    runs = Path(cfg.paths.log_dir) / cfg.task_name
-    found = [p for p in runs.glob("*/*/checkpoints/last.ckpt") if out_dir(cfg) not in p.parents]
-    if not found:
-        raise CheckpointError(
-            f"ckpt_path=last: no checkpoints/last.ckpt under {runs}; pass ckpt_path=PATH instead"
-        )
-    return max(found, key=lambda p: p.stat().st_mtime)
-
-
-def out_dir(cfg: DictConfig) -> Path:
-    return Path(cfg.paths.output_dir)
 
 
 def resume_from(cfg: DictConfig) -> Path | None:
@@ -49,10 +28,13 @@ def resume_from(cfg: DictConfig) -> Path | None:
     architecture. Its run's W&B id is reused so the curves continue in the same W&B run."""
     if not cfg.get("ckpt_path"):
         return None
-    ckpt = find_last_checkpoint(cfg) if cfg.ckpt_path == "last" else Path(cfg.ckpt_path)
+    out = Path(cfg.paths.output_dir)
+    if cfg.ckpt_path == "last":
+        ckpt = runs.find_last_checkpoint(cfg.paths.log_dir, cfg.task_name, exclude=out)
+    else:
+        ckpt = Path(cfg.ckpt_path)
     check_resumable(ckpt, cfg.model)
-    info = ckpt.parent.parent / RUN_INFO
-    wandb_id = json.loads(info.read_text()).get("wandb_id") if info.is_file() else None
+    wandb_id = runs.read_run_info(runs.run_of(ckpt)).get("wandb_id")
     if wandb_id and cfg.get("logger") and "wandb" in cfg.logger:
         with open_dict(cfg):
             cfg.logger.wandb.id = wandb_id
@@ -62,80 +44,92 @@ def resume_from(cfg: DictConfig) -> Path | None:
 
 
 def train(cfg: DictConfig) -> float | None:
+    """Train, save ``last.ckpt``, and (``summary.enabled``) score the held-out videos. Returns
+    ``cfg.optimized_metric`` (for a Hydra sweeper), or None when it was not logged."""
     try:
         return _train(cfg)
     finally:
-        finish_wandb()
+        finish_wandb()  # so in-process runs (tests, notebooks, sweeps) never share a W&B run
 
 
 def _train(cfg: DictConfig) -> float | None:
     validate_config(cfg)
     ckpt = resume_from(cfg)
-    out = out_dir(cfg)
+    out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    runs.write_config(out, cfg)
     pl.seed_everything(cfg.seed, workers=True)
 
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
-    loggers = _instantiate_all(cfg.get("logger"))
+    loggers = instantiate_loggers(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
-        callbacks=_instantiate_all(cfg.get("callbacks")),
+        callbacks=[instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c],
         logger=loggers or False,
         plugins=[AtomicCheckpointIO()],
     )
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     if trainer.is_global_zero:
-        write_run_info(out, loggers, ckpt)
+        ids = [lg.experiment.id for lg in loggers if isinstance(lg, WandbLogger)]
+        runs.write_run_info(out, ids[0] if ids else None, ckpt)
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
-    last = out / "checkpoints" / "last.ckpt"
+    last = runs.last_checkpoint(out)
     if not trainer.fast_dev_run:
         trainer.save_checkpoint(last)  # the final step, whatever the checkpoint interval
     metric = trainer.callback_metrics.get(cfg.get("optimized_metric") or "")
     if cfg.summary.enabled:
-        summarize_run(cfg, trainer, model, datamodule, out, last)
+        settings = replace(model.val_settings, num_samples=cfg.summary.num_samples)
+        curves = test_curves(trainer, model, datamodule, settings)
+        if trainer.is_global_zero and curves:  # under ddp_spawn the results stay in the workers
+            report_run(
+                out, model, curves, settings, datamodule, trainer.loggers, last,
+                cfg.summary.grid_videos, cfg.summary.grid_samples, label=cfg.task_name,
+                extra={"step": trainer.global_step},
+            )  # fmt: skip
     return None if metric is None else float(metric)
 
 
-def write_run_info(out: Path, loggers: list, resumed_from: Path | None) -> None:
-    """What a later ``ckpt_path=last`` needs to continue this run's W&B run."""
-    from pytorch_lightning.loggers import WandbLogger
-
-    ids = [lg.experiment.id for lg in loggers if isinstance(lg, WandbLogger)]
-    info = {"wandb_id": ids[0] if ids else None, "resumed_from": str(resumed_from or "")}
-    (out / RUN_INFO).write_text(json.dumps(info))
+def last_wins(overrides: list[str]) -> list[str]:
+    """Hydra overrides with only the last value of each key (Hydra refuses repeated keys)."""
+    by_key = {o.split("=", 1)[0]: o for o in overrides}
+    return list(by_key.values())
 
 
-def summarize_run(cfg, trainer: pl.Trainer, model, datamodule, out: Path, last: Path) -> None:
-    """Held-out best-of-N scores next to the copy-last and all-black predictors, and samples."""
-    model.test_settings = replace(model.val_settings, num_samples=cfg.summary.num_samples)
-    trainer.test(model, datamodule=datamodule, verbose=False)
-    if not trainer.is_global_zero or not model.test_curves:
-        return  # under ddp_spawn the results stay in the worker processes
-    report_run(
-        out, model, datamodule, trainer.loggers, last, cfg.summary.grid_videos,
-        cfg.summary.grid_samples, label=cfg.task_name, extra={"step": trainer.global_step},
-    )  # fmt: skip
+def train_in(root: str | Path, overrides: list[str] = (), progress_bar: bool = True) -> Path:
+    """Train the config ``python -m svg_lightning OVERRIDES`` composes (a later override of a
+    key wins), with every path under ``root`` and the run in ``root/train/<time>/`` (for
+    notebooks and scripts); returns the run folder."""
+    root = Path(root).resolve()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose("train", overrides=last_wins(list(overrides)))
+    run = root / "train" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    while run.exists():  # two runs within one second
+        run = run.with_name(run.name + "_")
+    with open_dict(cfg):  # set here, not as overrides: paths may hold any character
+        if not progress_bar and cfg.get("callbacks") and "rich_progress_bar" in cfg.callbacks:
+            cfg.callbacks.rich_progress_bar = None  # Lightning's plain bar, e.g. in notebooks
+        cfg.paths.root_dir = str(root)
+        cfg.paths.data_dir = str(root / "data")
+        cfg.paths.log_dir = str(root / "logs")
+        cfg.paths.output_dir = str(run)
+    train(cfg)
+    return run
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
-def main(cfg: DictConfig) -> float | None:
-    try:
-        return train(cfg)
-    except (ConfigError, DataNotPreparedError, CheckpointError) as err:
-        log.error("%s", err)
-        raise SystemExit(2) from None
-    except NonFiniteLossError as err:
-        log.error("%s", err)
-        raise SystemExit(3) from None
-
-
-def finish_wandb() -> None:
-    """Each job of a multirun must get its own W&B run."""
-    import wandb
-
-    if wandb.run is not None:
-        wandb.finish()
+def train_quickstart(root: str | Path, steps: int, overrides: list[str] = ()) -> Path:
+    """The notebooks' model: the quickstart preset (SVG-LP, one digit, 32 x 32) trained for
+    ``steps`` steps on the CPU with one validation at the end and no held-out summary, then
+    ``overrides``. Returns the path of its last checkpoint."""
+    base = [
+        f"trainer.max_steps={steps}",
+        f"trainer.val_check_interval={steps}",
+        "trainer.accelerator=cpu",
+        "logger=csv",
+        "summary.enabled=false",
+        "data.val_videos=16",
+        "model.val_num_samples=4",
+    ]
+    return runs.last_checkpoint(train_in(root, [*base, *overrides], progress_bar=False))

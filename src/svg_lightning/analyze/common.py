@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 import torch
-from hydra.utils import get_class, instantiate
-from omegaconf import DictConfig, OmegaConf
+from hydra.utils import get_class
+from omegaconf import DictConfig
 
 import svg_lightning
-from svg_lightning.checkpoint import load_model, sha256
-from svg_lightning.config import ConfigError
+from svg_lightning import runs
+from svg_lightning.checkpoint import load_model
+from svg_lightning.data.datamodules import SMMNISTDataModule
 from svg_lightning.data.digits import Digits, load_digits
-from svg_lightning.data.smmnist import SMMNISTDataModule, Trajectory, render
-from svg_lightning.evaluate.__main__ import run_config
+from svg_lightning.data.smmnist import Trajectory, render
+from svg_lightning.devices import pick_device
+from svg_lightning.errors import ConfigError
+from svg_lightning.files import sha256
+from svg_lightning.loggers import instantiate_loggers, log_media, log_scalars
 
 
 def load_for(cfg: DictConfig, command: str, variants=None, num_digits=None):
@@ -24,7 +27,7 @@ def load_for(cfg: DictConfig, command: str, variants=None, num_digits=None):
     ``command`` cannot analyse it: only SM-MNIST models have known trajectories."""
     ckpt = Path(cfg.ckpt_path)
     model = load_model(ckpt)
-    train_cfg = run_config(ckpt, cfg.train_config)
+    train_cfg = runs.training_config(ckpt, cfg.train_config)
     target = train_cfg.get("data", {}).get("_target_")
     try:
         is_smmnist = target is not None and issubclass(get_class(target), SMMNISTDataModule)
@@ -47,13 +50,7 @@ def load_for(cfg: DictConfig, command: str, variants=None, num_digits=None):
             f"analyze {command} tracks a single digit; checkpoint {ckpt} was trained with "
             f"data.num_digits={digits} (train one with data.num_digits=1)"
         )
-    return model.to(device(cfg)), train_cfg
-
-
-def device(cfg: DictConfig) -> torch.device:
-    if cfg.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(cfg.device)
+    return model.to(pick_device(cfg.device)), train_cfg
 
 
 def test_digits(cfg: DictConfig, train_cfg: DictConfig) -> Digits:
@@ -86,50 +83,10 @@ def protocol(cfg: DictConfig, train_cfg: DictConfig, digits: Digits) -> dict:
     }
 
 
-def _clean(x):
-    """JSON without NaN tokens (null instead), numpy scalars as Python numbers."""
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _clean(x.tolist())
-    if isinstance(x, (np.floating, float)):
-        return None if math.isnan(float(x)) else float(x)
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
-
-
-def write_json(path: Path, doc: dict) -> Path:
-    path.write_text(json.dumps(_clean(doc), indent=2))
-    return path
-
-
 def log_results(cfg: DictConfig, train_cfg, out: Path, scalars: dict, images: dict) -> None:
     """Scalars and plots to the loggers named by ``logger=...`` (none by default)."""
-    for name, lg in (cfg.get("logger") or {}).items():
-        lg = OmegaConf.merge(lg, {"save_dir": str(out)})
-        if name == "wandb":
-            lg.name = f"{train_cfg.get('task_name', 'model')}-analyze-{cfg.command}"
-        logger = instantiate(lg)
-        logger.log_metrics({k: v for k, v in scalars.items() if not math.isnan(v)})
-        if hasattr(logger, "log_image"):
-            for key, path in images.items():
-                logger.log_image(f"analyze/{key}", [str(path)])
-        logger.save()
-
-
-def print_table(title: str, columns: list[str], rows: list[list], paths: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    for col in columns:
-        table.add_column(col)
-    for row in rows:
-        table.add_row(*[c if isinstance(c, str) else f"{c:.3f}" for c in row])
-    console = Console(width=max(Console().width, 100))
-    console.print(table)
-    for name, path in paths.items():
-        console.print(f"[bold]{name}[/bold]: {path}", soft_wrap=True)
+    name = f"{train_cfg.get('task_name', 'model')}-analyze-{cfg.command}"
+    loggers = instantiate_loggers(cfg.get("logger"), save_dir=out, wandb_name=name)
+    log_scalars(loggers, {k: v for k, v in scalars.items() if not math.isnan(v)})
+    for key, path in images.items():
+        log_media(loggers, f"analyze/{key}", path)

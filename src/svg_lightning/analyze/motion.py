@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from svg_lightning.data.smmnist import DIGIT, GRID, LIMIT, MAX_SPEED, Trajectory
+from svg_lightning.data.smmnist import DIGIT, GRID, Trajectory, empty_trajectory, move
 
 
 def _templates(first: torch.Tensor, start: torch.Tensor, f: int, pad: int):
@@ -71,31 +71,12 @@ def continue_trajectory(
     rng: np.random.Generator, pos: np.ndarray, vel: np.ndarray, steps: int
 ) -> Trajectory:
     """The ``steps`` frames after one drawn at ``pos`` (D, 2) whose velocity for the next frame
-    is ``vel`` (D, 2): the wall rules of ``smmnist.simulate`` (y wall then x wall, clamp, redraw
-    away from the wall), with fresh draws from ``rng``. Same 64-grid units; digits in order."""
-    num = len(pos)
-    out = Trajectory(
-        np.zeros((steps, num, 2), np.int64),
-        np.zeros((steps, num, 2), np.int64),
-        np.zeros((steps, num), bool),
-    )
-    for d in range(num):
+    is ``vel`` (D, 2): the generator's motion (``smmnist.move``) with fresh draws from ``rng``.
+    Same 64-grid units; digits in order."""
+    out = empty_trajectory(steps, len(pos))
+    for d in range(len(pos)):
         dx, dy = (int(v) for v in vel[d])
-        x, y = int(pos[d][0]) + dx, int(pos[d][1]) + dy
-        for t in range(steps):
-            if y < 0 or y > LIMIT:
-                y = 0 if y < 0 else LIMIT
-                dy = rng.integers(1, MAX_SPEED + 1) * (1 if y == 0 else -1)
-                dx = rng.integers(-MAX_SPEED, MAX_SPEED + 1)
-                out.collisions[t, d] = True
-            if x < 0 or x > LIMIT:
-                x = 0 if x < 0 else LIMIT
-                dx = rng.integers(1, MAX_SPEED + 1) * (1 if x == 0 else -1)
-                dy = rng.integers(-MAX_SPEED, MAX_SPEED + 1)
-                out.collisions[t, d] = True
-            out.positions[t, d] = x, y
-            out.velocities[t, d] = dx, dy
-            x, y = x + dx, y + dy
+        move(rng, out, d, int(pos[d][0]) + dx, int(pos[d][1]) + dy, dx, dy)
     return out
 
 

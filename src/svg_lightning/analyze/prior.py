@@ -1,6 +1,6 @@
 """``analyze prior``: the learned prior's sigma against wall collisions (the paper's Fig. 6).
 
-The prior runs over ground-truth frames (``SVG.prior_over``), so its output at step s has seen
+The prior runs over ground-truth frames (``SVG.latents``), so its output at step s has seen
 frames 0..s and predicts frame s+1; see ``stats`` for how steps are aligned with collisions.
 """
 
@@ -15,26 +15,24 @@ from omegaconf import DictConfig
 
 from svg_lightning.analyze import common
 from svg_lightning.analyze.stats import ALIGNMENT, collision_statistics
-from svg_lightning.config import ConfigError
+from svg_lightning.console import print_table
 from svg_lightning.data.smmnist import MovingMNIST, simulate
-from svg_lightning.models.losses import gaussian_kl
+from svg_lightning.errors import ConfigError
+from svg_lightning.files import write_json
+from svg_lightning.models.losses import kl_per_video_step
 
 
 @torch.no_grad()
 def prior_sigma_kl(model, frames: torch.Tensor, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """frames (N, T, S, S) -> sigma_psi (N, T-1, z) = exp(logvar / 2) of the learned prior and
     KL(posterior || prior) (N, T-1) summed over z, both over the same ground-truth frames."""
-    model.eval()
-    svg, dev = model.svg, model.device
     sigmas, kls = [], []
-    for x in frames.split(batch_size):
-        x = x[:, :, None].to(dev)
-        mu_p, logvar_p = svg.prior_over(x)
-        h, _ = svg.encode(x)
-        mu_q, logvar_q, _ = svg.posterior(h[:, 1:])
-        sigmas.append((logvar_p.float() / 2).exp().cpu())
-        kl = gaussian_kl(mu_q.float(), logvar_q.float(), mu_p.float(), logvar_p.float())
-        kls.append(kl.sum(-1).cpu())
+    with model.eval_mode():
+        for x in frames.split(batch_size):
+            lat = model.svg.latents(x[:, :, None].to(model.device))
+            sigmas.append((lat.prior_logvar.float() / 2).exp().cpu())
+            kl = kl_per_video_step(lat.mu, lat.logvar, lat.prior_mu, lat.prior_logvar)
+            kls.append(kl.cpu())
     return torch.cat(sigmas).numpy(), torch.cat(kls).numpy()
 
 
@@ -121,7 +119,7 @@ def analyze_prior(cfg: DictConfig) -> dict:
         "statistics": stats,
     }
     paths = {
-        "statistics": common.write_json(out / "prior.json", doc),
+        "statistics": write_json(out / "prior.json", doc),
         "plot": plot_sigma(out / "prior_sigma.png", sync_sigma, sync_kl, traj.collisions),
     }
     scalars = {
@@ -140,7 +138,7 @@ def analyze_prior(cfg: DictConfig) -> dict:
         for group, per_lag in groups.items()
         for lag, n in per_lag.items()
     ]  # fmt: skip
-    common.print_table(
+    print_table(
         f"Collision detection on {cfg.num_test_videos} test videos of {cfg.seq_len} frames "
         f"(lag L: score at the step predicting frame k+1+L vs a collision at frame k)",
         ["score", "digits", "lag", "AUROC", "point-biserial r", "peak ±1", "peak ±1 chance", "n+"],

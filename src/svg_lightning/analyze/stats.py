@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
-ALIGNMENT = """The prior's output at step ``s`` (0-based over the T-1 steps of ``prior_over``) has
+ALIGNMENT = """The prior's output at step ``s`` (0-based over the T-1 steps of ``SVG.latents``) has
 seen frames 0..s and predicts frame s+1. A collision flag at frame ``k`` means the velocity was
 redrawn while drawing frame k: frame k shows the digit clamped at the wall (deterministic given the
 past) and frame k+1 is the first whose position shows the new, random velocity. So the step that

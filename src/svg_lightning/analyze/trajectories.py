@@ -20,8 +20,10 @@ from scipy.stats import wasserstein_distance
 
 from svg_lightning.analyze import common
 from svg_lightning.analyze.motion import track, true_displacements
-from svg_lightning.config import ConfigError
+from svg_lightning.console import print_table
 from svg_lightning.data.smmnist import simulate
+from svg_lightning.errors import ConfigError
+from svg_lightning.files import write_json
 
 
 def pick_trajectory(rng: np.random.Generator, n_past: int, n_future: int, tries: int = 1000):
@@ -159,7 +161,7 @@ def analyze_trajectories(cfg: DictConfig) -> dict:
         "true_displacement_counts": [_counts(true_d[:, j]) for j in range(n_future)],
     }
     paths = {
-        "statistics": common.write_json(out / "trajectories.json", doc),
+        "statistics": write_json(out / "trajectories.json", doc),
         "histograms": plot_histograms(
             out / "trajectories_hist.png",
             model_d,
@@ -187,7 +189,7 @@ def analyze_trajectories(cfg: DictConfig) -> dict:
         for j, f in enumerate(predicted)
     ]
     rows.append(["mean", *summary.values()])
-    common.print_table(
+    print_table(
         f"Displacements: {n} digits x {s} samples vs {cfg.num_true} true continuations "
         f"(ground-truth tracking exact on {tracker_exact:.1%} of frames)",
         ["frame", "W1", "W1 floor", "TV", "TV floor"],

@@ -1,24 +1,22 @@
-"""Stochastic Moving MNIST: the reference generator (spec section 4) and its DataModule.
+"""The Stochastic Moving MNIST generator (Denton & Fergus 2018): digits move at a constant velocity
+until they hit a wall, then bounce off it with a random speed and direction.
 
-Motion is simulated on the reference 64 x 64 grid (32 px digits, top-left positions in [0, 31],
-integer velocities in [-4, 4], clamp at the wall and redraw the velocity there). Frames are drawn at
-64 x 64 and, for ``image_size=32``, averaged 2 x 2, so 32 x 32 videos are an exact 2x downscale of
-the 64 x 64 ones. Positions and velocities are reported in pixels of the output frame.
+Motion is simulated on a 64 x 64 grid (32 px digits, top-left positions in [0, 31], integer
+velocities in [-4, 4]); a digit that leaves the grid is clamped at the wall and its velocity
+redrawn there. Frames are drawn at 64 x 64 and, for ``image_size=32``, averaged 2 x 2, so 32 x 32
+videos are an exact 2x downscale of the 64 x 64 ones. Positions are reported in pixels of the
+output frame.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from svg_lightning.data.digits import Digits, load_digits
-from svg_lightning.data.stream import VideoDataModule
-
-log = logging.getLogger(__name__)
+from svg_lightning.data.digits import Digits
 
 GRID = 64
 DIGIT = 32
@@ -38,30 +36,51 @@ class Trajectory:
     collisions: np.ndarray
 
 
+def bounce(rng: np.random.Generator, x, y, dx, dy) -> tuple[int, int, int, int, bool]:
+    """The wall rule of one frame, for a digit about to be drawn at (x, y) with velocity (dx, dy)
+    -> (x, y, dx, dy, hit): a coordinate past a wall is clamped to it and the velocity redrawn,
+    away from that wall at 1 to 4 px along its axis and -4 to 4 px along the other. The y wall is
+    checked first, then x; at a corner both redraw in that order, so x's draw is the one kept."""
+    hit = False
+    if y < 0 or y > LIMIT:
+        y = 0 if y < 0 else LIMIT
+        dy = rng.integers(1, MAX_SPEED + 1) * (1 if y == 0 else -1)
+        dx = rng.integers(-MAX_SPEED, MAX_SPEED + 1)
+        hit = True
+    if x < 0 or x > LIMIT:
+        x = 0 if x < 0 else LIMIT
+        dx = rng.integers(1, MAX_SPEED + 1) * (1 if x == 0 else -1)
+        dy = rng.integers(-MAX_SPEED, MAX_SPEED + 1)
+        hit = True
+    return x, y, dx, dy, hit
+
+
+def empty_trajectory(seq_len: int, num_digits: int) -> Trajectory:
+    return Trajectory(
+        np.zeros((seq_len, num_digits, 2), np.int64),
+        np.zeros((seq_len, num_digits, 2), np.int64),
+        np.zeros((seq_len, num_digits), bool),
+    )
+
+
+def move(rng: np.random.Generator, traj: Trajectory, digit: int, x, y, dx, dy) -> None:
+    """Fills every frame of ``digit`` in ``traj``: it heads for (x, y) with velocity (dx, dy);
+    each frame applies ``bounce``, is drawn, then moves by the velocity."""
+    for t in range(len(traj.positions)):
+        x, y, dx, dy, traj.collisions[t, digit] = bounce(rng, x, y, dx, dy)
+        traj.positions[t, digit] = x, y
+        traj.velocities[t, digit] = dx, dy
+        x, y = x + dx, y + dy
+
+
 def simulate(rng: np.random.Generator, seq_len: int, num_digits: int) -> Trajectory:
-    """The reference motion rules, digit by digit, frame by frame."""
-    pos = np.zeros((seq_len, num_digits, 2), np.int64)
-    vel = np.zeros((seq_len, num_digits, 2), np.int64)
-    hit = np.zeros((seq_len, num_digits), bool)
+    """Digit by digit: a uniform start on the grid and a uniform velocity, then ``move``."""
+    traj = empty_trajectory(seq_len, num_digits)
     for d in range(num_digits):
         x, y = rng.integers(0, LIMIT + 1, size=2)
         dx, dy = rng.integers(-MAX_SPEED, MAX_SPEED + 1, size=2)
-        for t in range(seq_len):
-            # The y wall is checked first, then x; a corner redraws both in that order.
-            if y < 0 or y > LIMIT:
-                y = 0 if y < 0 else LIMIT
-                dy = rng.integers(1, MAX_SPEED + 1) * (1 if y == 0 else -1)
-                dx = rng.integers(-MAX_SPEED, MAX_SPEED + 1)
-                hit[t, d] = True
-            if x < 0 or x > LIMIT:
-                x = 0 if x < 0 else LIMIT
-                dx = rng.integers(1, MAX_SPEED + 1) * (1 if x == 0 else -1)
-                dy = rng.integers(-MAX_SPEED, MAX_SPEED + 1)
-                hit[t, d] = True
-            pos[t, d] = x, y
-            vel[t, d] = dx, dy
-            x, y = x + dx, y + dy
-    return Trajectory(pos, vel, hit)
+        move(rng, traj, d, x, y, dx, dy)
+    return traj
 
 
 def render(traj: Trajectory, digits: np.ndarray, image_size: int = GRID) -> np.ndarray:
@@ -82,23 +101,24 @@ def render(traj: Trajectory, digits: np.ndarray, image_size: int = GRID) -> np.n
 def make_video(
     rng: np.random.Generator, digits: Digits, seq_len: int, num_digits: int, image_size: int
 ) -> dict[str, torch.Tensor]:
-    """One video and its ground truth motion, as the tensors a batch carries."""
+    """One video and the ground truth the analyses compare models with: ``frames`` (T, 1, S, S),
+    the digits' top-left ``positions`` (T, D, 2) in output pixels and their wall ``collisions``
+    (T, D)."""
     which = rng.integers(0, len(digits.images), size=num_digits)
     traj = simulate(rng, seq_len, num_digits)
     scale = image_size / GRID
     return {
         "frames": torch.from_numpy(render(traj, digits.images[which], image_size))[:, None],
         "positions": torch.from_numpy(traj.positions * scale).float(),
-        "velocities": torch.from_numpy(traj.velocities * scale).float(),
         "collisions": torch.from_numpy(traj.collisions),
-        "labels": torch.from_numpy(digits.labels[which]),
     }
 
 
 class MovingMNIST(Dataset):
     """Item ``i`` is the video drawn from ``seed`` and ``i``: always the same, in any process. The
     fixed validation and test sets are the first items of their seeds; training reads an endless
-    stream of indices (``TrainStream``), so every training video is new."""
+    stream of indices (``svg_lightning.data.base.TrainStream``), so every training video is new.
+    Items are ``make_video``'s with their ``index``."""
 
     def __init__(
         self,
@@ -120,62 +140,3 @@ class MovingMNIST(Dataset):
         video = make_video(rng, self.digits, self.seq_len, self.num_digits, self.image_size)
         video["index"] = torch.tensor(index)
         return video
-
-
-class SMMNISTDataModule(VideoDataModule):
-    name = "smmnist"
-    channels = 1
-    image_sizes = IMAGE_SIZES
-    # The evaluation protocol that papers compare SVG under (spec section 6).
-    protocol = {"n_past": 5, "n_future": 20, "num_videos": 5000}
-    max_seq_len = None  # the generator runs as long as asked
-
-    def __init__(
-        self,
-        data_dir: str = "data",
-        num_digits: int = 2,
-        image_size: int = 64,
-        n_past: int = 5,
-        n_future: int = 10,
-        batch_size: int = 100,
-        num_workers: int = 0,
-        train_length: int = 60_000,
-        train_seed: int = 0,
-        val_videos: int = 64,
-        val_seed: int = 1,
-        test_videos: int = 5000,
-        test_seed: int = 42,
-        test_seq_len: int | None = None,
-        download: bool = False,
-    ):
-        super().__init__()
-        if image_size not in IMAGE_SIZES:
-            raise ValueError(
-                f"data.image_size={image_size} is not supported for SM-MNIST; "
-                f"allowed: {list(IMAGE_SIZES)}"
-            )
-        if num_digits < 1:
-            raise ValueError(f"data.num_digits={num_digits} must be >= 1")
-        # Clip lengths belong to the model's hparams; logging them twice makes Lightning refuse
-        # an evaluation whose lengths differ from training.
-        self.save_hyperparameters(ignore=["n_past", "n_future", "test_videos", "test_seq_len"])
-        self.seq_len = n_past + n_future
-        self.test_seq_len = test_seq_len or self.seq_len
-        self.test_videos = test_videos
-
-    def setup(self, stage: str | None = None) -> None:
-        hp = self.hparams
-        common = dict(num_digits=hp.num_digits, image_size=hp.image_size)
-        if stage in (None, "fit"):
-            train_digits = load_digits(hp.data_dir, train=True, download=hp.download)
-            self.train_set = MovingMNIST(
-                train_digits, hp.train_length, self.seq_len, seed=hp.train_seed, **common
-            )
-        test_digits = load_digits(hp.data_dir, train=False, download=hp.download)
-        self.digit_source = test_digits.source
-        self.val_set = MovingMNIST(
-            test_digits, hp.val_videos, self.seq_len, seed=hp.val_seed, **common
-        )
-        self.test_set = MovingMNIST(
-            test_digits, self.test_videos, self.test_seq_len, seed=hp.test_seed, **common
-        )

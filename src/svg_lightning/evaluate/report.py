@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import math
 from pathlib import Path
 
@@ -13,8 +12,11 @@ import torch
 from matplotlib.figure import Figure
 
 import svg_lightning
-from svg_lightning.checkpoint import sha256
+from svg_lightning.console import print_table
+from svg_lightning.files import sha256, write_json
+from svg_lightning.loggers import log_media, log_scalars
 from svg_lightning.metrics import PSNR_RULE, SSIM_REFERENCE_RULE, SSIM_RULE, ssim
+from svg_lightning.module import EvalSettings, SVGModule
 from svg_lightning.viz import save_sample_gif, save_sample_grid
 
 SELECTION_RULE = (
@@ -118,8 +120,7 @@ def plot_curves(path: Path, runs: dict[str, dict], title: str = "") -> Path:
 
 def write_report(out: Path, metrics: dict, label: str) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
-    path = out / "metrics.json"
-    path.write_text(json.dumps(metrics, indent=2))
+    path = write_json(out / "metrics.json", metrics)
     pr = metrics["protocol"]
     title = (
         f"{label}: {pr['dataset']}, {pr['n_past']} -> {pr['n_future']} frames, "
@@ -133,7 +134,9 @@ def write_report(out: Path, metrics: dict, label: str) -> dict[str, Path]:
 
 
 @torch.no_grad()
-def save_samples(out: Path, model, dataset, settings, videos: int, samples: int) -> dict[str, Path]:
+def save_samples(
+    out: Path, model: SVGModule, dataset, settings: EvalSettings, videos: int, samples: int
+) -> dict[str, Path]:
     """For the first ``videos`` test videos: ground truth, the best sample (by SSIM) and the first
     ``samples`` samples drawn, as a PNG grid and a GIF. Uses the evaluation's own noise, so the
     best sample shown is the one that was scored."""
@@ -152,43 +155,34 @@ def save_samples(out: Path, model, dataset, settings, videos: int, samples: int)
     }
 
 
-def print_table(metrics: dict, paths: dict[str, Path], label: str = "model") -> None:
-    from rich.console import Console
-    from rich.table import Table
-
+def print_report(metrics: dict, paths: dict[str, Path], label: str = "model") -> None:
     pr, sm = metrics["protocol"], metrics["summary"]
-    table = Table(
-        title=f"{pr['dataset']}: {pr['num_videos']} videos, {pr['n_past']} -> {pr['n_future']} "
+    title = (
+        f"{pr['dataset']}: {pr['num_videos']} videos, {pr['n_past']} -> {pr['n_future']} "
         f"frames, best of {pr['num_samples']} samples (mean ± 95% CI)"
     )
-    for col in ("predictor", "SSIM", "PSNR (dB)"):
-        table.add_column(col)
-    fmt = lambda k: f"{sm[k]['mean']:.4f} ± {sm[k]['ci95']:.4f}"
-    table.add_row(f"{label}, best sample", fmt("ssim_best"), fmt("psnr_best"))
-    table.add_row(f"{label}, mean over samples", fmt("ssim_mean"), fmt("psnr_mean"))
-    for key, name in BASELINES.items():
-        table.add_row(name, fmt(f"{key}_ssim"), fmt(f"{key}_psnr"))
-    console = Console(width=max(Console().width, 100))
-    console.print(table)
-    for name, path in paths.items():
-        console.print(f"[bold]{name}[/bold]: {path}", soft_wrap=True)
+    fmt = lambda k: f"{sm[k]['mean']:.4f} ± {sm[k]['ci95'] or float('nan'):.4f}"
+    rows = [
+        [f"{label}, best sample", fmt("ssim_best"), fmt("psnr_best")],
+        [f"{label}, mean over samples", fmt("ssim_mean"), fmt("psnr_mean")],
+    ]
+    rows += [[name, fmt(f"{key}_ssim"), fmt(f"{key}_psnr")] for key, name in BASELINES.items()]
+    print_table(title, ["predictor", "SSIM", "PSNR (dB)"], rows, paths)
 
 
 def log_to_loggers(loggers, metrics: dict, paths: dict[str, Path], prefix: str) -> None:
-    """Summary numbers as metrics, plots and sample grids as images, where the logger can."""
-    scalars = {f"{prefix}/{k}": v["mean"] for k, v in metrics["summary"].items()}
-    for lg in loggers:
-        lg.log_metrics(scalars)
-        if hasattr(lg, "log_image"):
-            for key in ("curves_plot", "grid"):
-                if key in paths:
-                    lg.log_image(f"{prefix}/{key}", [str(paths[key])])
-        lg.save()  # the loop that would flush file loggers has already ended
+    """Summary numbers as metrics, plots and sample grids as media, where the logger can."""
+    log_scalars(loggers, {f"{prefix}/{k}": v["mean"] for k, v in metrics["summary"].items()})
+    for key in ("curves_plot", "grid", "animation"):
+        if key in paths:
+            log_media(loggers, f"{prefix}/{key}", paths[key])
 
 
 def report_run(
     out: Path,
-    model,
+    model: SVGModule,
+    curves: dict[str, torch.Tensor],
+    settings: EvalSettings,
     datamodule,
     loggers,
     ckpt_path: str | Path,
@@ -196,10 +190,10 @@ def report_run(
     grid_samples: int,
     label: str,
     extra: dict | None = None,
-) -> dict[str, Path]:
-    """Everything an evaluation writes, from the gathered ``model.test_curves``: metrics.json
-    (with the protocol), curves.csv, curves.png, samples.png/gif; logged and printed."""
-    settings = model.test_settings
+) -> tuple[dict, dict[str, Path]]:
+    """Everything an evaluation writes, from the gathered per-video ``curves``: metrics.json
+    (with the protocol), curves.csv, curves.png, samples.png/gif; logged and printed. Returns
+    the metrics document and the written paths."""
     ckpt_path = str(ckpt_path or "")
     protocol = {
         "dataset": datamodule.name,
@@ -213,9 +207,9 @@ def report_run(
         "checkpoint_sha256": sha256(ckpt_path) if ckpt_path and Path(ckpt_path).is_file() else None,
         **(extra or {}),
     }
-    metrics = build_metrics(model.test_curves, protocol)
+    metrics = build_metrics(curves, protocol)
     paths = write_report(out, metrics, label)
     paths |= save_samples(out, model, datamodule.test_set, settings, grid_videos, grid_samples)
     log_to_loggers(loggers, metrics, paths, prefix="test")
-    print_table(metrics, {"checkpoint": ckpt_path, **paths}, label)
-    return paths
+    print_report(metrics, {"checkpoint": ckpt_path, **paths}, label)
+    return metrics, paths

@@ -1,4 +1,4 @@
-"""Frame encoders and decoders with skip connections (spec section 1, "Encoders and decoders").
+"""Frame encoders and decoders with skip connections (the paper's Sec. 4 and appendix).
 
 An encoder maps a frame to a ``g_dim`` code (BatchNorm + Tanh on a 1x1 map) and returns the
 feature map of every resolution stage as skips. A decoder mirrors it and concatenates
@@ -127,8 +127,6 @@ def vgg(image_size: int, channels: int, g_dim: int) -> tuple[Encoder, Decoder]:
 
 def build_backbone(name: str, channels: int, g_dim: int, nf: int = 64) -> tuple[Encoder, Decoder]:
     """``nf`` is the DCGAN base width (64 in the paper); VGG widths are fixed."""
-    if name not in BACKBONE_SIZES:
-        raise ValueError(f"model.backbone={name!r} is unknown; allowed: {sorted(BACKBONE_SIZES)}")
     size = BACKBONE_SIZES[name]
     if name.startswith("dcgan"):
         return dcgan(size, channels, g_dim, nf)

@@ -1,4 +1,5 @@
-"""The SVG objective (spec section 1, "Loss"), in float32 whatever the autocast dtype."""
+"""The SVG objective (the paper's Eq. 3 with the beta weighting of Sec. 3), in float32 whatever
+the autocast dtype."""
 
 from __future__ import annotations
 
@@ -17,12 +18,25 @@ def gaussian_kl(
     )
 
 
+def kl_per_video_step(
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    prior_mu: torch.Tensor | None = None,
+    prior_logvar: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """KL(q_phi(z_t | x_1:t) || prior) summed over z -> (B, T-1), in float32. The prior is the
+    learned p_psi(z_t | x_1:t-1) when given (SVG-LP), else N(0, I) (SVG-FP)."""
+    mu, logvar = mu.float(), logvar.float()
+    if prior_mu is None:
+        prior_mu, prior_logvar = torch.zeros_like(mu), torch.zeros_like(logvar)
+    return gaussian_kl(mu, logvar, prior_mu.float(), prior_logvar.float()).sum(-1)
+
+
 @dataclass
 class LossTerms:
     loss: torch.Tensor
     mse: torch.Tensor
     kl: torch.Tensor
-    mse_per_step: torch.Tensor  # (T-1,)
     kl_per_step: torch.Tensor  # (T-1,), zeros for the deterministic model
 
 
@@ -44,10 +58,6 @@ def svg_loss(
     if mu is None:
         kl_per_step = torch.zeros_like(mse_per_step)
     else:
-        mu, logvar = mu.float(), logvar.float()
-        if prior_mu is None:
-            prior_mu, prior_logvar = torch.zeros_like(mu), torch.zeros_like(logvar)
-        kl = gaussian_kl(mu, logvar, prior_mu.float(), prior_logvar.float())
-        kl_per_step = kl.sum(-1).mean(0)
+        kl_per_step = kl_per_video_step(mu, logvar, prior_mu, prior_logvar).mean(0)
     mse, kl_total = mse_per_step.sum(), kl_per_step.sum()
-    return LossTerms(mse + beta * kl_total, mse, kl_total, mse_per_step, kl_per_step)
+    return LossTerms(mse + beta * kl_total, mse, kl_total, kl_per_step)

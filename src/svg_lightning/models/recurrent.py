@@ -1,4 +1,4 @@
-"""The frame predictor and the Gaussian LSTMs (posterior, prior) of spec section 1.
+"""The frame predictor and the Gaussian LSTMs (posterior q_phi, prior p_psi) of the paper's Sec. 3.
 
 Each runs ``nn.LSTM`` over a ``(B, L, features)`` sequence and takes/returns its ``(h, c)`` state,
 so teacher-forced training runs a whole sequence in one call and generation steps with ``L = 1``.

@@ -1,4 +1,4 @@
-"""The SVG networks: teacher-forced training pass and batched sampling (spec section 1).
+"""The SVG networks: teacher-forced training pass and batched sampling (the paper's Sec. 3).
 
 ``variant``: ``lp`` (learned prior p_psi), ``fp`` (fixed prior N(0, I)) or ``deterministic``
 (no z; the predictor sees h only).
@@ -15,10 +15,8 @@ import torch
 from torch import nn
 
 from svg_lightning.models.backbones import build_backbone
+from svg_lightning.models.config import SVGConfig
 from svg_lightning.models.recurrent import FramePredictor, GaussianLSTM, reparameterize
-
-VARIANTS = ("lp", "fp", "deterministic")
-SKIP_SOURCES = ("last", "reference", "previous")
 
 
 def skip_source(t: int, n_past: int, skip: str) -> int:
@@ -45,14 +43,23 @@ def init_weights(module: nn.Module) -> None:
 
 
 @dataclass
+class Latents:
+    """The latent distributions over ground-truth frames x (B, T, ...), per step t = 1..T-1:
+    the posterior q_phi(z_t | x_0:t) and, for SVG-LP, the learned prior p_psi(z_t | x_0:t-1)
+    (None for the fixed prior and the deterministic model)."""
+
+    mu: torch.Tensor | None  # (B, T-1, z)
+    logvar: torch.Tensor | None
+    prior_mu: torch.Tensor | None
+    prior_logvar: torch.Tensor | None
+
+
+@dataclass
 class TeacherForced:
-    """Outputs of a training pass over x: (B, T, ...). Per-step tensors have T-1 steps."""
+    """Outputs of a training pass over x: (B, T, ...)."""
 
     x_hat: torch.Tensor  # (B, T-1, C, H, W): predictions of frames 1..T-1
-    mu: torch.Tensor | None  # posterior, (B, T-1, z)
-    logvar: torch.Tensor | None
-    prior_mu: torch.Tensor | None  # learned prior (LP only)
-    prior_logvar: torch.Tensor | None
+    latents: Latents
 
 
 @dataclass
@@ -77,34 +84,25 @@ class Samples:
 
 
 class SVG(nn.Module):
-    def __init__(
-        self,
-        variant: str = "lp",
-        backbone: str = "dcgan64",
-        channels: int = 1,
-        g_dim: int = 128,
-        z_dim: int = 10,
-        rnn_size: int = 256,
-        predictor_layers: int = 2,
-        posterior_layers: int = 1,
-        prior_layers: int = 1,
-        nf: int = 64,
-        n_past: int = 5,
-        skip: str = "last",
-    ):
+    def __init__(self, config: SVGConfig):
         super().__init__()
-        if variant not in VARIANTS:
-            raise ValueError(f"model.variant={variant!r} is unknown; allowed: {list(VARIANTS)}")
-        if skip not in SKIP_SOURCES:
-            raise ValueError(f"model.skip={skip!r} is unknown; allowed: {list(SKIP_SOURCES)}")
-        self.variant, self.n_past, self.skip, self.z_dim = variant, n_past, skip, z_dim
-        self.encoder, self.decoder = build_backbone(backbone, channels, g_dim, nf)
-        z_in = 0 if variant == "deterministic" else z_dim
-        self.frame_predictor = FramePredictor(g_dim + z_in, g_dim, rnn_size, predictor_layers)
-        if variant != "deterministic":
-            self.posterior = GaussianLSTM(g_dim, z_dim, rnn_size, posterior_layers)
-        if variant == "lp":
-            self.prior = GaussianLSTM(g_dim, z_dim, rnn_size, prior_layers)
+        self.config = config.validate()
+        self.variant, self.skip, self.z_dim = config.variant, config.skip, config.z_dim
+        self.encoder, self.decoder = build_backbone(
+            config.backbone, config.channels, config.g_dim, config.nf
+        )
+        z_in = 0 if config.variant == "deterministic" else config.z_dim
+        self.frame_predictor = FramePredictor(
+            config.g_dim + z_in, config.g_dim, config.rnn_size, config.predictor_layers
+        )
+        if config.variant != "deterministic":
+            self.posterior = GaussianLSTM(
+                config.g_dim, config.z_dim, config.rnn_size, config.posterior_layers
+            )
+        if config.variant == "lp":
+            self.prior = GaussianLSTM(
+                config.g_dim, config.z_dim, config.rnn_size, config.prior_layers
+            )
         self.apply(init_weights)
 
     @property
@@ -117,39 +115,37 @@ class SVG(nn.Module):
         h, skips = self.encoder(x.flatten(0, 1))
         return h.view(b, t, -1), [s.view(b, t, *s.shape[1:]) for s in skips]
 
-    def skip_indices(self, seq_len: int, n_past: int | None = None) -> list[int]:
-        n_past = self.n_past if n_past is None else n_past
-        return [skip_source(t, n_past, self.skip) for t in range(1, seq_len)]
+    def _latents(self, h: torch.Tensor) -> Latents:
+        """Posterior over h_1..h_T-1 and learned prior over h_0..h_T-2, each LSTM run once over
+        the whole sequence (every input is ground truth)."""
+        if not self.stochastic:
+            return Latents(None, None, None, None)
+        mu, logvar, _ = self.posterior(h[:, 1:])
+        prior_mu = prior_logvar = None
+        if self.variant == "lp":
+            prior_mu, prior_logvar, _ = self.prior(h[:, :-1])
+        return Latents(mu, logvar, prior_mu, prior_logvar)
 
-    def forward(self, x: torch.Tensor) -> TeacherForced:
+    def latents(self, x: torch.Tensor) -> Latents:
+        """The latent distributions over ground-truth frames x (B, T, C, H, W), nothing decoded."""
+        return self._latents(self.encode(x)[0])
+
+    def forward(self, x: torch.Tensor, n_past: int) -> TeacherForced:
         """Teacher-forced pass: every input frame is ground truth, so each LSTM runs once over the
-        whole sequence and the encoder/decoder each run once over all frames."""
+        whole sequence and the encoder/decoder each run once over all frames. ``n_past``: the
+        conditioning frames, which decide where the decoder's skips come from."""
         b, t = x.shape[:2]
         h, skips = self.encode(x)
-        src = torch.tensor(self.skip_indices(t), device=x.device)
+        src = [skip_source(i, n_past, self.skip) for i in range(1, t)]
+        src = torch.tensor(src, device=x.device)
         skips = [s[:, src].flatten(0, 1) for s in skips]
-        h_prev, h_target = h[:, :-1], h[:, 1:]
-        mu = logvar = prior_mu = prior_logvar = None
-        inp = h_prev
+        latents = self._latents(h)
+        inp = h[:, :-1]
         if self.stochastic:
-            mu, logvar, _ = self.posterior(h_target)
-            inp = torch.cat([h_prev, reparameterize(mu, logvar)], dim=-1)
-            if self.variant == "lp":
-                prior_mu, prior_logvar, _ = self.prior(h_prev)
+            inp = torch.cat([inp, reparameterize(latents.mu, latents.logvar)], dim=-1)
         g, _ = self.frame_predictor(inp)
         x_hat = self.decoder(g.flatten(0, 1), skips).view(b, t - 1, *x.shape[2:])
-        return TeacherForced(x_hat, mu, logvar, prior_mu, prior_logvar)
-
-    def prior_over(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Learned prior over ground-truth frames: mu, logvar (B, T-1, z) for steps t = 1..T-1,
-        step t having seen frames 0..t-1."""
-        if self.variant != "lp":
-            raise ValueError(
-                f"prior_over needs the learned prior (variant 'lp'), not {self.variant!r}"
-            )
-        h, _ = self.encode(x)
-        mu, logvar, _ = self.prior(h[:, :-1])
-        return mu, logvar
+        return TeacherForced(x_hat, latents)
 
     def noise_steps(self, n_cond: int, n_future: int) -> int:
         """Standard-normal draws per sample: the P-1 conditioning transitions, then each

@@ -1,5 +1,4 @@
-"""`python -m svg_lightning.sample ckpt_path=... input=VIDEO_OR_NPY out=DIR num_samples=K`:
-condition a trained model on frames of your own video or array and write the sampled futures.
+"""Condition a trained model on frames of your own video or array and write the sampled futures.
 
 Input: any video PyAV opens (mp4, avi, gif, webm, ...) or a ``.npy`` array of shape (T, H, W),
 (T, H, W, C) or (T, C, H, W), uint8 (0-255) or float in [0, 1]. A 4-d array is channels-last
@@ -16,30 +15,24 @@ the samples side by side: conditioning frames in green, then each sample's futur
 
 from __future__ import annotations
 
-import logging
 from fractions import Fraction
 from pathlib import Path
 
 import av
-import hydra
 import numpy as np
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
-from svg_lightning.checkpoint import CheckpointError, load_model, read_checkpoint
-from svg_lightning.config import config_dir
+from svg_lightning.checkpoint import load_model, read_checkpoint
+from svg_lightning.devices import pick_device
+from svg_lightning.errors import ConfigError, InputError
+from svg_lightning.module import EvalSettings
 from svg_lightning.viz import COND, PRED, framed, tile, upscale
-
-log = logging.getLogger(__name__)
 
 ACCEPTED = "(T, H, W), (T, H, W, C) or (T, C, H, W) with C = 1 or 3, uint8 or float in [0, 1]"
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, what PIL's "L" mode and ffmpeg's gray use
 MIN_VIDEO_SIZE = 128
-
-
-class SampleError(ValueError):
-    """Input or setting this command cannot use; the message names the file and the fix."""
 
 
 # ---- reading ---------------------------------------------------------------------------------
@@ -50,7 +43,7 @@ def read_frames(path: str | Path, limit: int | None = None) -> np.ndarray:
     decoding after ``limit`` frames: only the conditioning frames are needed."""
     path = Path(path)
     if not path.is_file():
-        raise SampleError(f"input {path} does not exist")
+        raise InputError(f"input {path} does not exist")
     if path.suffix.lower() == ".npy":
         return _read_npy(path)
     return _read_video(path, limit)
@@ -60,7 +53,7 @@ def _read_npy(path: Path) -> np.ndarray:
     try:
         arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as err:
-        raise SampleError(f"input {path} cannot be read as a .npy array: {err}") from None
+        raise InputError(f"input {path} cannot be read as a .npy array: {err}") from None
     return _unit_float(_to_tchw(arr, path), path)
 
 
@@ -73,7 +66,7 @@ def _to_tchw(arr: np.ndarray, path: Path) -> np.ndarray:
         return arr.transpose(0, 3, 1, 2)
     if arr.ndim == 4 and arr.shape[1] in (1, 3):
         return arr
-    raise SampleError(f"input {path} has shape {arr.shape}; accepted arrays: {ACCEPTED}")
+    raise InputError(f"input {path} has shape {arr.shape}; accepted arrays: {ACCEPTED}")
 
 
 def _unit_float(arr: np.ndarray, path: Path) -> np.ndarray:
@@ -81,12 +74,12 @@ def _unit_float(arr: np.ndarray, path: Path) -> np.ndarray:
         return arr.astype(np.float32) / 255
     if np.issubdtype(arr.dtype, np.floating):
         if arr.size and not (np.isfinite(arr).all() and arr.min() >= 0 and arr.max() <= 1):
-            raise SampleError(
+            raise InputError(
                 f"input {path} is {arr.dtype} with values outside [0, 1] (range "
                 f"{np.nanmin(arr):g}..{np.nanmax(arr):g}); accepted arrays: {ACCEPTED}"
             )
         return arr.astype(np.float32)
-    raise SampleError(f"input {path} has dtype {arr.dtype}; accepted arrays: {ACCEPTED}")
+    raise InputError(f"input {path} has dtype {arr.dtype}; accepted arrays: {ACCEPTED}")
 
 
 def _read_video(path: Path, limit: int | None) -> np.ndarray:
@@ -94,17 +87,17 @@ def _read_video(path: Path, limit: int | None) -> np.ndarray:
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
-                raise SampleError(f"input {path} has no video stream")
+                raise InputError(f"input {path} has no video stream")
             for frame in container.decode(container.streams.video[0]):
                 frames.append(frame.to_ndarray(format="rgb24"))
                 if limit is not None and len(frames) >= limit:
                     break
     except (av.FFmpegError, UnicodeDecodeError) as err:
-        raise SampleError(
+        raise InputError(
             f"input {path} cannot be decoded (corrupt or not a video?): {err}"
         ) from None
     if not frames:
-        raise SampleError(f"input {path}: no video frame decodes")
+        raise InputError(f"input {path}: no video frame decodes")
     return np.stack(frames).transpose(0, 3, 1, 2).astype(np.float32) / 255
 
 
@@ -126,10 +119,10 @@ def to_model_frames(frames: np.ndarray, channels: int, size: int) -> torch.Tenso
 
 
 def conditioning(frames: np.ndarray, start: int, n_past: int, path) -> np.ndarray:
-    """Frames start..start+n_past-1, or SampleError saying how to fix a too-short input."""
+    """Frames start..start+n_past-1, or InputError saying how to fix a too-short input."""
     kind = "array" if str(path).lower().endswith(".npy") else "video"
     if len(frames) < start + n_past:
-        raise SampleError(
+        raise InputError(
             f"input {path}: needs n_past={n_past} frames from frame start={start}, the {kind} "
             f"has {len(frames)}; lower n_past or start"
         )
@@ -145,26 +138,12 @@ def settings(cfg: DictConfig, hparams: dict) -> dict:
         ("start", cfg.start, 0), ("fps", cfg.fps, 1),
     ):  # fmt: skip
         if not isinstance(value, int) or value < low:
-            raise SampleError(f"{key}={value!r} must be an integer >= {low}")
+            raise ConfigError(f"{key}={value!r} must be an integer >= {low}")
     if cfg.sample_chunk is not None and (
         not isinstance(cfg.sample_chunk, int) or cfg.sample_chunk < 1
     ):
-        raise SampleError(f"sample_chunk={cfg.sample_chunk!r} must be null or an integer >= 1")
+        raise ConfigError(f"sample_chunk={cfg.sample_chunk!r} must be null or an integer >= 1")
     return {"n_past": n_past, "n_future": n_future, "num_samples": cfg.num_samples}
-
-
-def pick_device(name: str) -> torch.device:
-    """``auto`` = cuda when available; a bad or unavailable device is a SampleError, not a crash
-    half-way through."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise SampleError(f"device={name!r} is not a torch device: {err}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SampleError(f"device={name!r} but CUDA is not available; use device=cpu")
-    return device
 
 
 # ---- writing ---------------------------------------------------------------------------------
@@ -225,8 +204,6 @@ def write_outputs(out: Path, cond: torch.Tensor, samples: torch.Tensor, fps: int
 def sample_futures(model, cond: torch.Tensor, st: dict, cfg: DictConfig) -> torch.Tensor:
     """cond (P, C, H, W) -> samples (S, n_future, C, H, W) in [0, 1]. The noise is drawn on the
     CPU from ``seed``, as in evaluation, so a seed gives the same samples on any device."""
-    from svg_lightning.module import EvalSettings  # imports Lightning: only once input is valid
-
     es = EvalSettings(**st, sample_chunk=cfg.sample_chunk, seed=cfg.seed)
     noise = model.noise_for(torch.tensor([0]), es)
     device = next(model.parameters()).device
@@ -236,8 +213,8 @@ def sample_futures(model, cond: torch.Tensor, st: dict, cfg: DictConfig) -> torc
 
 def sample(cfg: DictConfig) -> dict:
     """Check settings and input, load, sample, write; returns the written paths. Raises
-    SampleError/CheckpointError. The checkpoint's hyper-parameters are read first (torch only) so
-    that bad input fails in seconds, before Lightning is imported and the model is built."""
+    InputError/ConfigError/CheckpointError. Settings and input are checked before the model is
+    built, so bad input fails in seconds."""
     st = settings(cfg, read_checkpoint(cfg.ckpt_path)["hyper_parameters"])
     device = pick_device(cfg.device)
     frames = read_frames(cfg.input, limit=cfg.start + st["n_past"])
@@ -252,16 +229,3 @@ def sample(cfg: DictConfig) -> dict:
     for path in paths.values():
         print(f"  {path}")
     return paths
-
-
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="sample")
-def main(cfg: DictConfig) -> None:
-    try:
-        sample(cfg)
-    except (CheckpointError, SampleError) as err:
-        log.error("%s", err)
-        raise SystemExit(2) from None
-
-
-if __name__ == "__main__":
-    main()

@@ -1,7 +1,7 @@
 import torch
 
 from svg_lightning.evaluate.report import build_metrics
-from svg_lightning.evaluate.scoring import baseline_scores, select, video_noise
+from svg_lightning.metrics.best_of_n import baseline_scores, select, video_noise
 from svg_lightning.module import unique_first
 
 

@@ -27,13 +27,9 @@ from typing import BinaryIO
 import google_crc32c
 import numpy as np
 
-from svg_lightning.data.storage import (
-    DataSourceError,
-    PrepareSummary,
-    progress_bar,
-    save_json,
-    save_npy,
-)
+from svg_lightning.data.sources.storage import PrepareSummary, progress_bar, save_npy
+from svg_lightning.errors import DataSourceError
+from svg_lightning.files import write_json
 
 log = logging.getLogger(__name__)
 
@@ -305,7 +301,7 @@ def _write_index(out: Path, shards: list[_Shard]) -> dict:
             videos = int(np.load(path, mmap_mode="r").shape[0])
             splits[shard.split].append({"file": f"{shard.split}/{path.name}", "videos": videos})
     index = {"dataset": "bair", "splits": splits}
-    save_json(out / "index.json", index)
+    write_json(out / "index.json", index, indent=1)
     return index
 
 

@@ -23,13 +23,9 @@ import av
 import numpy as np
 from PIL import Image
 
-from svg_lightning.data.storage import (
-    DataSourceError,
-    PrepareSummary,
-    progress_bar,
-    save_json,
-    save_npy,
-)
+from svg_lightning.data.sources.storage import PrepareSummary, progress_bar, save_npy
+from svg_lightning.errors import DataSourceError
+from svg_lightning.files import write_json
 
 CLASSES = ("boxing", "handclapping", "handwaving", "jogging", "running", "walking")
 VIDEO_RE = re.compile(rf"person(\d\d)_({'|'.join(CLASSES)})_d(\d)_uncomp\.avi")
@@ -228,5 +224,7 @@ def prepare_kth(src: Path, out: Path, size: int = 64) -> PrepareSummary:
             )
     if entries:
         index = {"dataset": "kth", "size": size, "videos": entries}
-        save_json(root / "index.json", index | {"sequences_file": sources.sequences is not None})
+        write_json(
+            root / "index.json", index | {"sequences_file": sources.sequences is not None}, indent=1
+        )
     return summary

@@ -1,17 +1,19 @@
 """Best-of-N scoring of sampled futures against ground truth, with two reference predictors.
 
 Per video, every sample is scored on every predicted frame; per metric the sample with the best
-time-averaged value is kept (spec section 6). The copy-last-conditioning-frame and all-black
-predictors are scored on the same frames, because on sparse digits SSIM is dominated by the
-background and a number without them misleads. Only per-video, per-step scores are kept.
+time-averaged value is kept (the paper's Sec. 4 protocol, kept by later comparisons). The
+copy-last-conditioning-frame and all-black predictors are scored on the same frames, because on
+sparse digits SSIM is dominated by the background and a number without them misleads. Only
+per-video, per-step scores are kept.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 
-from svg_lightning.metrics import psnr, ssim, ssim_reference
-from svg_lightning.models.svg import SVG
+from svg_lightning.metrics.frame import psnr, ssim, ssim_reference
 
 METRICS = {"ssim": ssim, "psnr": psnr}
 # Opt-in: the reference code's ranking SSIM, reported beside (never instead of) ``ssim``.
@@ -53,28 +55,26 @@ def baseline_scores(
 
 
 @torch.no_grad()
-def score_samples(
-    svg: SVG,
+def score_chunks(
+    chunks: Iterable,
     cond: torch.Tensor,
     target: torch.Tensor,
     num_samples: int,
-    chunk_size: int | None = None,
-    noise: torch.Tensor | None = None,
     metrics: dict = METRICS,
 ) -> dict[str, torch.Tensor]:
-    """Sample ``num_samples`` futures of ``target``'s length for each video of ``cond`` and score
-    them chunk by chunk (frames are dropped once scored) -> per-video per-step curves (B, T) named
-    ``{metric}_{best|mean|worst}``, ``copy_last_{metric}`` and ``black_{metric}``."""
-    s = num_samples if svg.stochastic else 1
+    """Score sampled futures of ``target`` (B, T, ...) chunk by chunk, dropping frames once scored
+    -> per-video per-step curves (B, T) named ``{metric}_{best|mean|worst}``,
+    ``copy_last_{metric}`` and ``black_{metric}``. ``chunks`` yield ``rows`` (indices into the
+    B * num_samples (video, sample) pairs, row ``b * num_samples + s``) and ``frames``."""
     b, t = target.shape[:2]
-    scores = {name: torch.empty(b * s, t, device=target.device) for name in metrics}
-    for chunk in svg.iter_samples(cond, t, num_samples, chunk_size, noise):
+    scores = {name: torch.empty(b * num_samples, t, device=target.device) for name in metrics}
+    for chunk in chunks:
         pred = chunk.frames.float().clamp(0, 1)
-        truth = target[chunk.rows // s].float()
+        truth = target[chunk.rows // num_samples].float()
         for name, fn in metrics.items():
             scores[name][chunk.rows] = fn(pred, truth)
     out = {}
     for name in metrics:
-        for how, curve in select(scores[name].view(b, s, t)).items():
+        for how, curve in select(scores[name].view(b, num_samples, t)).items():
             out[f"{name}_{how}"] = curve
     return out | baseline_scores(cond, target, metrics)

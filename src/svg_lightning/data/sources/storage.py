@@ -1,14 +1,13 @@
-"""Crash-safe writes and the progress/summary plumbing of the dataset preparation commands.
+"""What the dataset converters share: atomic ``.npy`` writes, the progress bar and the summary.
 
-Every output file is written under a temporary name in its final folder and renamed into place, so
-an interrupted run never leaves a file that looks finished; a rerun skips the files that exist.
+A rerun skips the output files that exist, so every file is written atomically (arrays here,
+``index.json`` with ``svg_lightning.files.write_json``): an interrupted run never leaves a file
+that looks finished.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,24 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
-
-class DataSourceError(FileNotFoundError):
-    """Missing or unusable raw inputs; the message says what is expected and where it comes from."""
-
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yields a temporary path next to ``path``; renamed to ``path`` only if the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+from svg_lightning.files import atomic_path
 
 
 def save_npy(path: Path, array: np.ndarray) -> None:
@@ -41,13 +32,9 @@ def save_npy(path: Path, array: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, array)
+            # On disk before the rename, so a crash cannot leave a finished name on empty data.
             f.flush()
             os.fsync(f.fileno())
-
-
-def save_json(path: Path, obj) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=1))
 
 
 @dataclass
@@ -75,15 +62,6 @@ class PrepareSummary:
 def progress_bar(description: str, total: int) -> Iterator[Callable[[int], None]]:
     """A rich progress bar over ``total`` input items; yields ``advance(frames)``, to call once per
     item with the number of frames it produced. Shows items done, frames, frames/s and time left."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     start = time.perf_counter()
     with Progress(
         TextColumn("[bold]{task.description}"),

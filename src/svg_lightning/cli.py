@@ -1,0 +1,156 @@
+"""The command line: every entry point composes its config, calls the library and goes through
+``guarded``, which turns the package's errors into one-line messages and exit codes and
+finishes the W&B run.
+
+    svg train [overrides]          python -m svg_lightning [overrides]
+    svg evaluate ckpt_path=...     python -m svg_lightning.evaluate ckpt_path=...
+    svg sample ckpt_path=... input=... out=...
+    svg analyze {prior,trajectories} ckpt_path=...
+    svg prepare {kth,bair} --src PATH --out DATA_DIR
+    svg compare RUN ... [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from svg_lightning.analyze import COMMANDS as ANALYSES
+from svg_lightning.analyze import analyze
+from svg_lightning.config import config_dir
+from svg_lightning.data.prepare import prepare
+from svg_lightning.errors import SVGError
+from svg_lightning.evaluate import evaluate
+from svg_lightning.evaluate.compare import compare
+from svg_lightning.loggers import finish_wandb
+from svg_lightning.sample import sample
+from svg_lightning.train import train
+
+log = logging.getLogger("svg_lightning")
+
+# Lightning 2.6 calls a torch pytree API that torch 2.10+ deprecates; nothing for users to act on.
+warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+
+
+def guarded(command: Callable, *args, hydra_logging: bool = True):
+    """Run ``command``; an SVGError becomes its one-line message and exit code (through the
+    Hydra job log, or on stderr for the argparse commands). W&B is finished either way."""
+    try:
+        return command(*args)
+    except SVGError as err:
+        if hydra_logging:
+            log.error("%s", err)
+        else:
+            print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(err.exit_code) from None
+    finally:
+        finish_wandb()
+
+
+def _hydra_command(config_name: str, command: Callable) -> Callable[[], object]:
+    @hydra.main(version_base="1.3", config_path=config_dir(), config_name=config_name)
+    def entry(cfg: DictConfig):
+        return guarded(command, cfg)
+
+    return entry
+
+
+train_main = _hydra_command("train", train)
+evaluate_main = _hydra_command("eval", evaluate)
+sample_main = _hydra_command("sample", sample)
+_analyze_entry = _hydra_command("analyze", analyze)
+
+ANALYZE_USAGE = (
+    f"usage: python -m svg_lightning.analyze {{{','.join(ANALYSES)}}} ckpt_path=PATH "
+    "[key=value ...]"
+)
+
+
+def analyze_main() -> None:
+    """Moves the analysis name from argv[1] into a ``command=`` override, then runs Hydra."""
+    argv = sys.argv
+    if len(argv) < 2 or argv[1] in ("-h", "--help"):
+        print(ANALYZE_USAGE, file=sys.stderr)
+        raise SystemExit(0 if len(argv) >= 2 else 2)
+    if argv[1] not in ANALYSES:
+        print(f"unknown command {argv[1]!r}\n{ANALYZE_USAGE}", file=sys.stderr)
+        raise SystemExit(2)
+    argv.append(f"command={argv.pop(1)}")
+    _analyze_entry()
+
+
+def prepare_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m svg_lightning.data.prepare",
+        description="Convert the official KTH or BAIR archives into the memory-mapped arrays the "
+        "DataModules read. Resumable: finished files are kept and skipped on a rerun; an "
+        "interrupted run leaves no file that looks finished. Corrupt or truncated inputs are "
+        "reported with their names and skipped.",
+    )
+    sub = parser.add_subparsers(dest="dataset", required=True)
+    kth = sub.add_parser("kth", help="the six KTH action zips or their *_uncomp.avi files")
+    kth.add_argument(
+        "--src", type=Path, required=True, help="folder with boxing.zip ... walking.zip"
+    )
+    kth.add_argument("--out", type=Path, required=True, help="data folder (data.data_dir)")
+    kth.add_argument("--size", type=int, choices=(64, 128), default=64)
+    bair = sub.add_parser("bair", help="bair_robot_pushing_dataset_v0.tar or softmotion30_44k/")
+    bair.add_argument("--src", type=Path, required=True, help="the tar, or the extracted folder")
+    bair.add_argument("--out", type=Path, required=True, help="data folder (data.data_dir)")
+    args = parser.parse_args(argv)
+    options = {"size": args.size} if args.dataset == "kth" else {}
+    try:
+        summary = guarded(prepare, args.dataset, args.src, args.out, options, hydra_logging=False)
+    except KeyboardInterrupt:
+        print("interrupted: finished files are kept; rerun the same command to resume",
+              file=sys.stderr)  # fmt: skip
+        return 130
+    except SystemExit as stop:
+        return stop.code
+    print("\n".join(summary.lines()))
+    return 0
+
+
+def compare_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m svg_lightning.evaluate.compare",
+        description="Overlay the best-sample SSIM/PSNR curves of several evaluations and print "
+        "their summary numbers.",
+    )
+    parser.add_argument("runs", nargs="+", type=Path, help="evaluation folders or metrics.json")
+    parser.add_argument("--labels", nargs="*", help="one label per run (default: folder names)")
+    parser.add_argument("--out", type=Path, default=Path("compare.png"))
+    args = parser.parse_args(argv)
+    try:
+        guarded(compare, args.runs, args.labels, args.out, hydra_logging=False)
+    except SystemExit as stop:
+        return stop.code
+    return 0
+
+
+COMMANDS = {
+    "train": train_main,
+    "evaluate": evaluate_main,
+    "sample": sample_main,
+    "analyze": analyze_main,
+    "prepare": lambda: sys.exit(prepare_main()),
+    "compare": lambda: sys.exit(compare_main()),
+}
+USAGE = f"usage: svg {{{','.join(COMMANDS)}}} [arguments]  (svg COMMAND --help for each)"
+
+
+def main() -> None:
+    """The ``svg`` console script: ``svg COMMAND ...`` runs the command's own entry point."""
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        print(USAGE, file=sys.stderr)
+        raise SystemExit(0 if sys.argv[1:2] in (["-h"], ["--help"]) else 2)
+    name = sys.argv.pop(1)
+    sys.argv[0] = f"svg {name}"
+    COMMANDS[name]()

@@ -1,0 +1,29 @@
+"""Converts the official KTH or BAIR archives into the memory-mapped arrays the KTH and BAIR
+DataModules read; ``python -m svg_lightning.data.prepare {kth,bair} --src PATH --out DATA_DIR``
+(or ``svg prepare``) is its command line.
+
+Resumable: finished files are kept and skipped on a rerun; an interrupted run leaves no file that
+looks finished. Corrupt or truncated inputs are reported with their names and skipped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from svg_lightning.data.sources.bair import prepare_bair
+from svg_lightning.data.sources.kth import prepare_kth
+from svg_lightning.data.sources.storage import PrepareSummary
+from svg_lightning.errors import ConfigError
+
+PREPARERS = {"kth": prepare_kth, "bair": prepare_bair}
+
+
+def prepare(
+    dataset: str, src: str | Path, out: str | Path, options: dict | None = None
+) -> PrepareSummary:
+    """Prepare ``dataset`` from ``src`` into ``out`` (the data folder, ``data.data_dir``);
+    ``options`` are the converter's own keywords (KTH: ``size``). DataSourceError when ``src``
+    does not hold the expected archives."""
+    if dataset not in PREPARERS:
+        raise ConfigError(f"cannot prepare {dataset!r}; allowed: {sorted(PREPARERS)}")
+    return PREPARERS[dataset](Path(src), Path(out), **(options or {}))

@@ -1,0 +1,95 @@
+"""The layout of a training run's folder, in one place.
+
+    <run>/config.yaml             the resolved config the run was started with
+    <run>/run_info.json           what a resumed run needs (the W&B run id)
+    <run>/checkpoints/last.ckpt   periodically and at the end: what ``ckpt_path=last`` resumes
+    <run>/checkpoints/step*.ckpt  the best checkpoint by the validation score
+    <run>/media/                  sample GIFs and plots written during training
+    <run>/training_curves.png
+
+Runs live under ``<paths.log_dir>/<task_name>/runs/<time>/`` (multiruns: ``multiruns/<time>/<n>/``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from svg_lightning.errors import CheckpointError, ConfigError
+
+CONFIG = "config.yaml"
+RUN_INFO = "run_info.json"
+CHECKPOINTS = "checkpoints"
+LAST = "last.ckpt"
+MEDIA = "media"
+TRAINING_CURVES = "training_curves.png"
+# Where the DataModules of runs written by svg_lightning 0.1.0 (before the data package was
+# re-layered) live now, so their config.yaml keeps working.
+MOVED_TARGETS = {
+    f"svg_lightning.data.{old}.{cls}": f"svg_lightning.data.datamodules.{cls}"
+    for old, cls in (("smmnist", "SMMNISTDataModule"), ("prepared", "KTHDataModule"),
+                     ("prepared", "BAIRDataModule"))
+}  # fmt: skip
+
+
+def checkpoint_dir(run: Path) -> Path:
+    return Path(run) / CHECKPOINTS
+
+
+def last_checkpoint(run: Path) -> Path:
+    return checkpoint_dir(run) / LAST
+
+
+def media_dir(run: Path) -> Path:
+    path = Path(run) / MEDIA
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def run_of(ckpt: Path) -> Path:
+    """The run folder a checkpoint was written into."""
+    return Path(ckpt).resolve().parent.parent
+
+
+def write_config(run: Path, cfg: DictConfig) -> Path:
+    path = Path(run) / CONFIG
+    path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    return path
+
+
+def training_config(ckpt: Path, given: str | Path | None = None) -> DictConfig:
+    """The config a checkpoint was trained with: ``given``, else its run's config.yaml."""
+    path = Path(given) if given else run_of(ckpt) / CONFIG
+    if not path.is_file():
+        raise ConfigError(
+            f"no training config for checkpoint {ckpt}: expected {path} (written by every "
+            "training run); pass train_config=PATH to point at it"
+        )
+    cfg = OmegaConf.load(path)
+    target = OmegaConf.select(cfg, "data._target_")
+    if target in MOVED_TARGETS:
+        cfg.data._target_ = MOVED_TARGETS[target]
+    return cfg
+
+
+def find_last_checkpoint(log_dir: str | Path, task_name: str, exclude: Path) -> Path:
+    """``ckpt_path=last``: the newest last.ckpt among the task's runs other than ``exclude``."""
+    runs = Path(log_dir) / task_name
+    found = [p for p in runs.glob(f"*/*/{CHECKPOINTS}/{LAST}") if Path(exclude) not in p.parents]
+    if not found:
+        raise CheckpointError(
+            f"ckpt_path=last: no {CHECKPOINTS}/{LAST} under {runs}; pass ckpt_path=PATH instead"
+        )
+    return max(found, key=lambda p: p.stat().st_mtime)
+
+
+def read_run_info(run: Path) -> dict:
+    path = Path(run) / RUN_INFO
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def write_run_info(run: Path, wandb_id: str | None, resumed_from: Path | None) -> None:
+    info = {"wandb_id": wandb_id, "resumed_from": str(resumed_from or "")}
+    (Path(run) / RUN_INFO).write_text(json.dumps(info))

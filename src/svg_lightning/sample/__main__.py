@@ -1,0 +1,4 @@
+from svg_lightning.cli import sample_main
+
+if __name__ == "__main__":
+    sample_main()
