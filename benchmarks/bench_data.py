@@ -1,7 +1,7 @@
 """Data pipeline throughput: raw-dataset preparation and DataModule loading, KTH and BAIR.
 
 Everything runs in one process on fixtures generated into a temporary directory (removed at the
-end), with the writers of ``tests/data_fixtures.py``:
+end), with the writers of ``tests/helpers/fixtures.py``:
 
 * KTH: ``--kth-videos`` MJPEG AVIs of 160x120 gray frames (a textured background and a moving
   box, ``--kth-frames`` each), named ``personXX_<class>_dY_uncomp.avi`` with persons from both
@@ -45,7 +45,7 @@ from svg_lightning.data.sources.bair import prepare_bair
 from svg_lightning.data.sources.kth import CLASSES, prepare_kth
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the fixture writers in tests/
-from tests.data_fixtures import make_tar, write_kth_videos, write_raw  # noqa: E402
+from tests.helpers.fixtures import make_tar, write_kth_videos, write_raw  # noqa: E402
 
 ZIPPED = ("boxing", "handclapping", "handwaving")
 # Persons 1-20 train and 21-25 test; cycled so that both splits get videos of every class.

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from svg_lightning.cli import compare_main
-from svg_lightning.errors import CheckpointError
+from svg_lightning.errors import CheckpointError, ConfigError
 from svg_lightning.evaluate import evaluate
 from svg_lightning.files import sha256
 from tests.helpers import compose_cfg, run_cli
@@ -59,6 +59,24 @@ def test_evaluation_is_reproducible(tmp_path, run_dir):
     b = json.loads((tmp_path / "b" / "out" / "metrics.json").read_text())
     for key, curve in a["curves"].items():
         assert curve["mean"] == pytest.approx(b["curves"][key]["mean"], abs=1e-5), key
+
+
+def test_batch_statistics_are_opt_in_and_depend_on_the_batch(tmp_path, run_dir):
+    """eval.bn=batch generates with the statistics of each batch, as the reference's generation
+    code: recorded in the protocol, and the numbers change with the batch composition."""
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    metrics = {}
+    for size in (2, 4):
+        overrides = ("eval.bn=batch", "eval.num_videos=4", f"eval.batch_size={size}")
+        metrics[size], _ = evaluate(eval_cfg(tmp_path / str(size), ckpt, *overrides))
+    assert metrics[2]["protocol"]["bn"] == "batch"
+    assert metrics[2]["summary"]["ssim_mean"]["mean"] != pytest.approx(
+        metrics[4]["summary"]["ssim_mean"]["mean"], abs=1e-6
+    )
+    with pytest.raises(ConfigError, match="eval.bn"):
+        evaluate(eval_cfg(tmp_path / "bad", ckpt, "eval.bn=train"))
+    with pytest.raises(ConfigError, match="a single video"):
+        evaluate(eval_cfg(tmp_path / "one", ckpt, "eval.bn=batch", "eval.batch_size=2"))
 
 
 def _eval_cli(cwd, *args):

@@ -149,7 +149,7 @@ def test_sampling_first_step_uses_last_conditioning_frame():
 @pytest.mark.parametrize("variant", ["lp", "fp"])
 def test_given_noise_makes_samples_independent_of_chunks_and_batch(variant):
     torch.manual_seed(0)
-    m = SVG(SVGConfig(variant=variant, **TINY_NET)).eval()
+    m = SVG(SVGConfig(variant=variant, warmup="sample", **TINY_NET)).eval()
     cond = torch.rand(3, 3, 1, 32, 32)
     noise = torch.randn(3, 4, m.noise_steps(3, 5), 3)
     whole = m.sample(cond, 5, num_samples=4, noise=noise)
@@ -164,3 +164,21 @@ def test_given_noise_makes_samples_independent_of_chunks_and_batch(variant):
     n = len(seen) // 3  # predictor calls per sampling run; z is the input after h (g_dim 8)
     assert all(torch.equal(a, b) for a, b in zip(seen[:n], seen[n : 2 * n]))
     assert not any(torch.equal(a, b) for a, b in zip(seen[:n], seen[2 * n :]))
+
+
+@pytest.mark.parametrize(
+    "variant,warmup,uses_mean",
+    [("fp", "reference", True), ("lp", "reference", False), ("fp", "sample", False),
+     ("lp", "mean", True)],
+)  # fmt: skip
+def test_generation_warmup_feeds_the_posterior_mean_or_a_sample(variant, warmup, uses_mean):
+    """The reference's SVG-FP generation feeds the posterior mean on the conditioning frames,
+    its SVG-LP generation a posterior sample."""
+    torch.manual_seed(0)
+    m = SVG(SVGConfig(variant=variant, warmup=warmup, **TINY_NET)).eval()
+    cond = torch.rand(2, 3, 1, 32, 32)
+    seen = []
+    m.frame_predictor.register_forward_pre_hook(lambda mod, args: seen.append(args[0][..., 8:]))
+    m.sample(cond, 2, num_samples=1)
+    mu, _, _ = m.posterior(m.encode(cond)[0][:, 1:])
+    assert torch.allclose(seen[0], mu, atol=1e-6) == uses_mean

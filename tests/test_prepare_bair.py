@@ -1,7 +1,7 @@
 """prepare_bair on TFRecord files written here in the official BAIR format.
 
 Examples are serialized by the protobuf runtime from tf.train.Example's schema (built in a private
-descriptor pool), and framed with CRCs computed in tests/data_fixtures.py, independently of the
+descriptor pool), and framed with CRCs computed in tests/helpers/fixtures.py, independently of the
 code under test.
 """
 
@@ -18,7 +18,7 @@ from svg_lightning.data.sources.bair import (
     prepare_bair,
 )
 from svg_lightning.errors import DataSourceError
-from tests.data_fixtures import Example, frame_record, make_tar, serialize, write_raw
+from tests.helpers.fixtures import Example, frame_record, make_tar, serialize, write_raw
 
 # (split, stem, videos); numeric order of <a> differs from name order (1024 < 256 as text).
 SHARDS = [

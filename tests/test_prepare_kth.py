@@ -14,7 +14,7 @@ from PIL import Image
 
 from svg_lightning.data.sources import kth
 from svg_lightning.errors import DataSourceError
-from tests.data_fixtures import write_kth_videos
+from tests.helpers.fixtures import write_kth_videos
 
 # Mean absolute error allowed between prepared and written-then-resized frames, on 0-255. MJPEG at
 # qscale 1 measures about 0.02 here; resizing with nearest instead of bilinear gives 0.3 - 1, a

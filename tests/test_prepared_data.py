@@ -10,7 +10,7 @@ import torch
 from svg_lightning.data.datamodules import BAIRDataModule, KTHDataModule
 from svg_lightning.data.prepare import prepare
 from svg_lightning.errors import ConfigError, DataNotPreparedError, DataSourceError
-from tests.data_fixtures import make_tar, write_kth_videos, write_raw
+from tests.helpers.fixtures import make_tar, write_kth_videos, write_raw
 
 
 def make_kth(root, size=64, persons=(1, 2, 21, 22), frames=(30, 8, 45, 50)):

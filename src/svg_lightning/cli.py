@@ -8,6 +8,7 @@ finishes the W&B run.
     svg analyze {prior,trajectories} ckpt_path=...
     svg prepare {kth,bair} --src PATH --out DATA_DIR
     svg compare RUN ... [--out FILE]
+    svg convert REFERENCE.pth --out FILE.ckpt
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from omegaconf import DictConfig
 from svg_lightning.analyze import COMMANDS as ANALYSES
 from svg_lightning.analyze import analyze
 from svg_lightning.config import config_dir
+from svg_lightning.convert import convert
 from svg_lightning.data.prepare import prepare
 from svg_lightning.errors import SVGError
 from svg_lightning.evaluate import evaluate
@@ -135,6 +137,26 @@ def compare_main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def convert_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m svg_lightning.convert",
+        description="Convert a checkpoint released with the SVG reference code (e.g. "
+        "pretrained_models/svglp_bair.pth, svglp_smmnist2.pth) into an svg_lightning checkpoint "
+        "that evaluates, samples and resumes training like one of ours. The file is read without "
+        "running its pickled code: any class or function outside the reference's networks is "
+        "refused.",
+    )
+    parser.add_argument("path", type=Path, help="the reference's .pth file")
+    parser.add_argument("--out", type=Path, required=True, help="the checkpoint to write")
+    args = parser.parse_args(argv)
+    try:
+        done = guarded(convert, args.path, args.out, hydra_logging=False)
+    except SystemExit as stop:
+        return stop.code
+    print("\n".join(done.lines()))
+    return 0
+
+
 COMMANDS = {
     "train": train_main,
     "evaluate": evaluate_main,
@@ -142,6 +164,7 @@ COMMANDS = {
     "analyze": analyze_main,
     "prepare": lambda: sys.exit(prepare_main()),
     "compare": lambda: sys.exit(compare_main()),
+    "convert": lambda: sys.exit(convert_main()),
 }
 USAGE = f"usage: svg {{{','.join(COMMANDS)}}} [arguments]  (svg COMMAND --help for each)"
 

@@ -9,6 +9,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from svg_lightning.errors import ConfigError
+from svg_lightning.models.batchnorm import BN_STATS
 from svg_lightning.models.config import SVGConfig
 from svg_lightning.module import SVGModule
 
@@ -52,6 +53,8 @@ def validate_config(cfg: DictConfig) -> None:
     _at_least(errors, "model.val_num_samples", m.get("val_num_samples"))
     if not (isinstance(m.get("lr"), (int, float)) and m["lr"] > 0):
         errors.append(f"model.lr={m.get('lr')!r} must be > 0")
+    if m.get("bn_stats", BN_STATS[0]) not in BN_STATS:
+        errors.append(f"model.bn_stats={m.get('bn_stats')!r} is unknown; allowed: {list(BN_STATS)}")
     if not (isinstance(m.get("beta"), (int, float)) and m["beta"] >= 0):
         errors.append(f"model.beta={m.get('beta')!r} must be >= 0")
 

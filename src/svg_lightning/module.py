@@ -14,6 +14,7 @@ import torch
 
 import svg_lightning
 from svg_lightning.metrics.best_of_n import METRICS, REFERENCE_METRICS, score_chunks, video_noise
+from svg_lightning.models.batchnorm import BN_STATS
 from svg_lightning.models.config import SVGConfig
 from svg_lightning.models.losses import svg_loss
 from svg_lightning.models.svg import SVG, Samples
@@ -35,6 +36,9 @@ class EvalSettings:
     sample_chunk: int | None = None
     seed: int = 0
     reference_ssim: bool = False  # also report the reference code's ranking SSIM
+    # BatchNorm while generating: running statistics, or the statistics of the batch being
+    # generated as the reference's generation code ("batch": depends on the batch composition).
+    bn: str = "running"
 
 
 class SVGModule(pl.LightningModule):
@@ -50,9 +54,12 @@ class SVGModule(pl.LightningModule):
         adam_beta2: float = 0.999,
         val_num_samples: int = 10,
         sample_chunk: int | None = None,
+        bn_stats: str = "per_step",
         **architecture,
     ):
         super().__init__()
+        if bn_stats not in BN_STATS:
+            raise ValueError(f"model.bn_stats={bn_stats!r} is unknown; allowed: {list(BN_STATS)}")
         config = SVGConfig(**architecture)  # TypeError names an unknown field
         self.save_hyperparameters()
         self.hparams.update(config.as_dict())  # every field, defaults included: the checkpoint
@@ -71,7 +78,7 @@ class SVGModule(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         hp = self.hparams
         x = batch["frames"][:, : hp.n_past + hp.n_future]
-        out = self.svg(x, hp.n_past)
+        out = self.svg(x, hp.n_past, hp.bn_stats)
         lat = out.latents
         terms = svg_loss(
             out.x_hat, x[:, 1:], hp.beta, lat.mu, lat.logvar, lat.prior_mu, lat.prior_logvar
@@ -126,7 +133,9 @@ class SVGModule(pl.LightningModule):
         s = settings.num_samples if self.svg.stochastic else 1
         metrics = REFERENCE_METRICS if settings.reference_ssim else METRICS
         with self.eval_mode():
-            chunks = self.svg.iter_samples(cond, f, s, settings.sample_chunk, noise)
+            chunks = self.svg.iter_samples(
+                cond, f, s, settings.sample_chunk, noise, batch_stats=settings.bn == "batch"
+            )
             return score_chunks(chunks, cond, target, s, metrics)
 
     def validation_step(self, batch, batch_idx):

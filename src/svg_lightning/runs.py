@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from svg_lightning.errors import CheckpointError, ConfigError
@@ -25,6 +26,10 @@ CHECKPOINTS = "checkpoints"
 LAST = "last.ckpt"
 MEDIA = "media"
 TRAINING_CURVES = "training_curves.png"
+# The checkpoint entry svg_lightning.module.META_KEY names. Spelled out here because this module
+# sits below module.py in the layering (tests/test_layering.py) and must not import it;
+# tests/test_convert.py checks that the two agree.
+_META_KEY = "svg_lightning"
 # Where the DataModules of runs written by svg_lightning 0.1.0 (before the data package was
 # re-layered) live now, so their config.yaml keeps working.
 MOVED_TARGETS = {
@@ -59,15 +64,29 @@ def write_config(run: Path, cfg: DictConfig) -> Path:
     return path
 
 
+def _stored_training_config(ckpt: Path) -> dict | None:
+    """The ``train_config`` a checkpoint carries in its svg_lightning entry (converted
+    checkpoints do: they have no run folder), or None."""
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # unreadable here; loading the model reports what is wrong with it
+        return None
+    meta = state.get(_META_KEY) if isinstance(state, dict) else None
+    config = meta.get("train_config") if isinstance(meta, dict) else None
+    return config if isinstance(config, dict) else None
+
+
 def training_config(ckpt: Path, given: str | Path | None = None) -> DictConfig:
-    """The config a checkpoint was trained with: ``given``, else its run's config.yaml."""
+    """The config a checkpoint was trained with: ``given``, else its run's config.yaml, else the
+    one the checkpoint carries (``_stored_training_config``)."""
     path = Path(given) if given else run_of(ckpt) / CONFIG
-    if not path.is_file():
+    stored = None if given or path.is_file() else _stored_training_config(ckpt)
+    if not path.is_file() and stored is None:
         raise ConfigError(
             f"no training config for checkpoint {ckpt}: expected {path} (written by every "
             "training run); pass train_config=PATH to point at it"
         )
-    cfg = OmegaConf.load(path)
+    cfg = OmegaConf.create(stored) if stored is not None else OmegaConf.load(path)
     target = OmegaConf.select(cfg, "data._target_")
     if target in MOVED_TARGETS:
         cfg.data._target_ = MOVED_TARGETS[target]

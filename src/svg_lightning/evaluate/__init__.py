@@ -17,6 +17,7 @@ from svg_lightning.loggers import instantiate_loggers
 from svg_lightning.module import EvalSettings, test_curves
 
 PROTOCOL = "protocol"  # eval.n_past/n_future: the dataset's protocol value
+EVAL_BN = ("running", "batch")
 
 
 def length(cfg_value, protocol_value: int, trained_value: int) -> int:
@@ -38,7 +39,11 @@ def eval_settings(cfg: DictConfig, data_cls, hparams) -> EvalSettings:
             f"eval.n_past + eval.n_future = {n_past + n_future} is longer than the dataset's "
             f"{data_cls.max_seq_len}-frame videos"
         )
-    return EvalSettings(n_past, n_future, e.num_samples, e.sample_chunk, e.seed, e.reference_ssim)
+    if e.bn not in EVAL_BN:
+        raise ConfigError(f"eval.bn={e.bn!r} is unknown; allowed: {list(EVAL_BN)}")
+    return EvalSettings(
+        n_past, n_future, e.num_samples, e.sample_chunk, e.seed, e.reference_ssim, e.bn
+    )
 
 
 def evaluate(cfg: DictConfig) -> tuple[dict, dict[str, Path]]:
@@ -50,6 +55,14 @@ def evaluate(cfg: DictConfig) -> tuple[dict, dict[str, Path]]:
     data_cls = get_class(train_cfg.data._target_)
     settings = eval_settings(cfg, data_cls, model.hparams)
     num_videos = cfg.eval.num_videos or data_cls.protocol["num_videos"]
+    if settings.bn == "batch" and (
+        cfg.eval.batch_size == 1 or num_videos % cfg.eval.batch_size == 1
+    ):
+        raise ConfigError(
+            f"eval.bn=batch normalises over the videos of a batch, but with "
+            f"eval.num_videos={num_videos} and eval.batch_size={cfg.eval.batch_size} a batch "
+            "holds a single video; pick a batch size that leaves at least 2 in the last batch"
+        )
     data_cfg = OmegaConf.merge(
         train_cfg.data,
         {

@@ -202,6 +202,7 @@ def report_run(
         "n_future": settings.n_future,
         "num_samples": settings.num_samples if model.svg.stochastic else 1,
         "noise_seed": settings.seed,
+        "bn": settings.bn,
         "model": model.hparams.variant,
         "checkpoint": ckpt_path,
         "checkpoint_sha256": sha256(ckpt_path) if ckpt_path and Path(ckpt_path).is_file() else None,

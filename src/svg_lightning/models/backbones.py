@@ -14,39 +14,41 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from svg_lightning.models.batchnorm import StepBatchNorm2d
+
 BACKBONE_SIZES = {"dcgan32": 32, "dcgan64": 64, "dcgan128": 128, "vgg64": 64, "vgg128": 128}
 
 
 def conv_block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(cin, cout, 4, 2, 1), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2, inplace=True)
+        nn.Conv2d(cin, cout, 4, 2, 1), StepBatchNorm2d(cout), nn.LeakyReLU(0.2, inplace=True)
     )
 
 
 def upconv_block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
         nn.ConvTranspose2d(cin, cout, 4, 2, 1),
-        nn.BatchNorm2d(cout),
+        StepBatchNorm2d(cout),
         nn.LeakyReLU(0.2, inplace=True),
     )
 
 
 def vgg_block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, 1, 1), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2, inplace=True)
+        nn.Conv2d(cin, cout, 3, 1, 1), StepBatchNorm2d(cout), nn.LeakyReLU(0.2, inplace=True)
     )
 
 
 def code_block(cin: int, g_dim: int) -> nn.Sequential:
     """4x4 map -> g_dim code (1x1), BatchNorm + Tanh."""
-    return nn.Sequential(nn.Conv2d(cin, g_dim, 4, 1, 0), nn.BatchNorm2d(g_dim), nn.Tanh())
+    return nn.Sequential(nn.Conv2d(cin, g_dim, 4, 1, 0), StepBatchNorm2d(g_dim), nn.Tanh())
 
 
 def uncode_block(g_dim: int, cout: int) -> nn.Sequential:
     """g_dim code -> 4x4 map, the first decoder stage."""
     return nn.Sequential(
         nn.ConvTranspose2d(g_dim, cout, 4, 1, 0),
-        nn.BatchNorm2d(cout),
+        StepBatchNorm2d(cout),
         nn.LeakyReLU(0.2, inplace=True),
     )
 

@@ -14,6 +14,9 @@ from svg_lightning.models.backbones import BACKBONE_SIZES
 # Learned prior (SVG-LP, Sec. 3.1), fixed prior N(0, I) (SVG-FP) or no latent at all.
 VARIANTS = ("lp", "fp", "deterministic")
 SKIP_SOURCES = ("last", "reference", "previous")
+# z fed to the frame predictor on the conditioning frames during generation: "reference" is what
+# the reference code does (SVG-LP: a posterior sample; SVG-FP: the posterior mean).
+WARMUPS = ("reference", "sample", "mean")
 _POSITIVE = ("channels", "g_dim", "z_dim", "rnn_size", "predictor_layers", "posterior_layers",
              "prior_layers", "nf")  # fmt: skip
 
@@ -37,6 +40,7 @@ class SVGConfig:
     nf: int = 64  # DCGAN base width (VGG widths are fixed)
     # Which frame's encoder features feed the decoder's skips; see ``svg.skip_source``.
     skip: str = "last"
+    warmup: str = "reference"  # see WARMUPS
 
     def __post_init__(self) -> None:
         if self.image_size is None and self.backbone in BACKBONE_SIZES:
@@ -56,6 +60,8 @@ class SVGConfig:
             out.append(f"model.variant={self.variant!r} is unknown; allowed: {list(VARIANTS)}")
         if self.skip not in SKIP_SOURCES:
             out.append(f"model.skip={self.skip!r} is unknown; allowed: {list(SKIP_SOURCES)}")
+        if self.warmup not in WARMUPS:
+            out.append(f"model.warmup={self.warmup!r} is unknown; allowed: {list(WARMUPS)}")
         for name in _POSITIVE:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

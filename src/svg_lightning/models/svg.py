@@ -9,12 +9,14 @@ Frame indices are 0-based: step ``t`` predicts frame ``t`` from frame ``t-1`` (t
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from svg_lightning.models.backbones import build_backbone
+from svg_lightning.models.batchnorm import BN_STATS, step_statistics
 from svg_lightning.models.config import SVGConfig
 from svg_lightning.models.recurrent import FramePredictor, GaussianLSTM, reparameterize
 
@@ -109,6 +111,13 @@ class SVG(nn.Module):
     def stochastic(self) -> bool:
         return self.variant != "deterministic"
 
+    @property
+    def warmup_mean(self) -> bool:
+        """Whether generation feeds the posterior mean (not a sample) to the frame predictor on
+        the conditioning frames: the reference's SVG-FP generation does, its SVG-LP samples."""
+        w = self.config.warmup
+        return w == "mean" or (w == "reference" and self.variant == "fp")
+
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """All frames of x (B, T, C, H, W) in one encoder call -> h (B, T, g), skips (B, T, ...)."""
         b, t = x.shape[:2]
@@ -130,12 +139,27 @@ class SVG(nn.Module):
         """The latent distributions over ground-truth frames x (B, T, C, H, W), nothing decoded."""
         return self._latents(self.encode(x)[0])
 
-    def forward(self, x: torch.Tensor, n_past: int) -> TeacherForced:
+    def encoder_calls(self, seq_len: int) -> list[int]:
+        """The frames the reference's training step encodes, in call order: SVG-LP encodes
+        x_{t-1} then x_t at every step t = 1..T-1; SVG-FP encodes every frame once, in order
+        (and so does the deterministic model, which is SVG-FP without z)."""
+        if self.variant == "lp":
+            return [f for t in range(1, seq_len) for f in (t - 1, t)]
+        return list(range(seq_len))
+
+    def forward(self, x: torch.Tensor, n_past: int, bn_stats: str = "per_step") -> TeacherForced:
         """Teacher-forced pass: every input frame is ground truth, so each LSTM runs once over the
         whole sequence and the encoder/decoder each run once over all frames. ``n_past``: the
-        conditioning frames, which decide where the decoder's skips come from."""
+        conditioning frames, which decide where the decoder's skips come from. ``bn_stats``:
+        ``per_step`` normalises every time step with its own batch statistics and updates the
+        running statistics as the reference's frame-by-frame calls would; ``joint`` uses the
+        statistics of all B*T frames of the one call."""
+        if bn_stats not in BN_STATS:
+            raise ValueError(f"bn_stats={bn_stats!r} is unknown; allowed: {list(BN_STATS)}")
+        per_step = bn_stats == "per_step" and self.training  # eval: running statistics
         b, t = x.shape[:2]
-        h, skips = self.encode(x)
+        with step_statistics(self.encoder, t, self.encoder_calls(t)) if per_step else nullcontext():
+            h, skips = self.encode(x)
         src = [skip_source(i, n_past, self.skip) for i in range(1, t)]
         src = torch.tensor(src, device=x.device)
         skips = [s[:, src].flatten(0, 1) for s in skips]
@@ -144,7 +168,8 @@ class SVG(nn.Module):
         if self.stochastic:
             inp = torch.cat([inp, reparameterize(latents.mu, latents.logvar)], dim=-1)
         g, _ = self.frame_predictor(inp)
-        x_hat = self.decoder(g.flatten(0, 1), skips).view(b, t - 1, *x.shape[2:])
+        with step_statistics(self.decoder, t - 1, range(t - 1)) if per_step else nullcontext():
+            x_hat = self.decoder(g.flatten(0, 1), skips).view(b, t - 1, *x.shape[2:])
         return TeacherForced(x_hat, latents)
 
     def noise_steps(self, n_cond: int, n_future: int) -> int:
@@ -160,20 +185,37 @@ class SVG(nn.Module):
         num_samples: int = 1,
         chunk_size: int | None = None,
         noise: torch.Tensor | None = None,
+        batch_stats: bool = False,
     ) -> Iterator[SampleChunk]:
         """Futures for every sequence of ``cond`` (B, n_cond, C, H, W), as chunks of at most
         ``chunk_size`` rows of the B*S (sequence, sample) pairs, row ``b * S + s``. ``noise``
-        (B, S, noise_steps, z) fixes every standard-normal draw (reproducible evaluation)."""
+        (B, S, noise_steps, z) fixes every standard-normal draw (reproducible evaluation).
+
+        ``batch_stats``: BatchNorm normalises with the statistics of the batch being generated,
+        as the reference's generation code does (it leaves the encoder and decoder in train
+        mode): every call sees the B sequences of ``cond`` for one sample index, so the chunks
+        are one per sample (``chunk_size`` is ignored) and the results depend on which sequences
+        make up ``cond``. Running statistics are left untouched."""
         s = num_samples if self.stochastic else 1
         b, n_cond = cond.shape[:2]
-        h, skips = self.encode(cond)  # conditioning frames are encoded once, not once per sample
+        stats = step_statistics if batch_stats else lambda *_: nullcontext()
+        # Conditioning frames are encoded once, not once per sample (with batch statistics each
+        # frame is normalised over the B sequences, as one reference call per frame would).
+        with stats(self.encoder, n_cond):
+            h, skips = self.encode(cond)
         if noise is not None:
             noise = noise.to(cond.device).flatten(0, 1)
-        for rows in torch.arange(b * s, device=cond.device).split(chunk_size or b * s):
+        rows = torch.arange(b * s, device=cond.device)
+        if batch_stats:
+            chunks = [rows[i::s] for i in range(s)]  # one sample index of every sequence
+        else:
+            chunks = rows.split(chunk_size or b * s)
+        for rows in chunks:
             eps = None if noise is None else noise[rows]
-            frames, mu, logvar = self._rollout(
-                h[rows // s], [sk[rows // s] for sk in skips], n_future, eps
-            )
+            with stats(self.encoder, 1), stats(self.decoder, 1):
+                frames, mu, logvar = self._rollout(
+                    h[rows // s], [sk[rows // s] for sk in skips], n_future, eps
+                )
             yield SampleChunk(rows, frames, mu, logvar)
 
     def sample(
@@ -216,7 +258,8 @@ class SVG(nn.Module):
             inp = h_prev
             if self.stochastic:
                 mu, logvar, _ = self.posterior(h_target)
-                inp = torch.cat([h_prev, reparameterize(mu, logvar, eps[:, : n_cond - 1])], -1)
+                z = mu if self.warmup_mean else reparameterize(mu, logvar, eps[:, : n_cond - 1])
+                inp = torch.cat([h_prev, z], -1)
                 if self.variant == "lp":
                     _, _, prior_state = self.prior(h_prev)
             _, pred_state = self.frame_predictor(inp, None)

@@ -1,0 +1,192 @@
+"""``model.bn_stats=per_step`` is the reference's training step: the reference runs the encoder
+and decoder frame by frame, so every BatchNorm layer normalises with one time step's batch
+statistics and updates its running statistics once per call, in call order (SVG-LP encodes
+x_{t-1} then x_t at every step; SVG-FP, and the deterministic model, every frame once). The
+frame-by-frame loop below is written from that description with plain BatchNorm in train mode;
+the batched ``per_step`` pass must give the same loss, gradients and running statistics."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from svg_lightning.models.config import SVGConfig
+from svg_lightning.models.losses import svg_loss
+from svg_lightning.models.svg import SVG, skip_source
+
+BETA = 1e-2
+NETS = {
+    "dcgan": dict(backbone="dcgan32", image_size=32, g_dim=16, z_dim=3, rnn_size=16, nf=8),
+    "vgg": dict(backbone="vgg64", image_size=64, g_dim=16, z_dim=3, rnn_size=16),
+}
+
+
+def reference_step(m: SVG, x: torch.Tensor, n_past: int, eps: torch.Tensor) -> torch.Tensor:
+    """The reference's training loss, one frame at a time (z = mu + sigma * eps)."""
+    t = x.shape[1]
+    lp, stochastic = m.variant == "lp", m.stochastic
+    feats = {}  # frame -> (h, skips) of the latest encoder call on it
+    if not lp:
+        for f in range(t):
+            feats[f] = m.encoder(x[:, f])
+    post = prior = pred = None
+    preds, mus, logvars, prior_mus, prior_logvars = [], [], [], [], []
+    for i in range(1, t):
+        if lp:
+            feats[i - 1] = m.encoder(x[:, i - 1])
+            h_t = m.encoder(x[:, i])[0]
+        else:
+            h_t = feats[i][0]
+        h_prev = feats[i - 1][0][:, None]
+        skips = feats[skip_source(i, n_past, m.skip)][1]
+        inp = h_prev
+        if stochastic:
+            mu, logvar, post = m.posterior(h_t[:, None], post)
+            mus.append(mu)
+            logvars.append(logvar)
+            inp = torch.cat([h_prev, mu + torch.exp(0.5 * logvar) * eps[:, i - 1 : i]], -1)
+            if lp:
+                p_mu, p_logvar, prior = m.prior(h_prev, prior)
+                prior_mus.append(p_mu)
+                prior_logvars.append(p_logvar)
+        g, pred = m.frame_predictor(inp, pred)
+        preds.append(m.decoder(g[:, 0], skips))
+    cat = lambda xs: torch.cat(xs, 1) if xs else None
+    return svg_loss(
+        torch.stack(preds, 1), x[:, 1:], BETA, cat(mus), cat(logvars), cat(prior_mus),
+        cat(prior_logvars),
+    ).loss  # fmt: skip
+
+
+def batched_step(m: SVG, x, n_past, eps, bn_stats, monkeypatch) -> torch.Tensor:
+    monkeypatch.setattr(
+        "svg_lightning.models.svg.reparameterize",
+        lambda mu, logvar: mu + torch.exp(0.5 * logvar) * eps,
+    )
+    out = m(x, n_past, bn_stats)
+    lat = out.latents
+    return svg_loss(
+        out.x_hat, x[:, 1:], BETA, lat.mu, lat.logvar, lat.prior_mu, lat.prior_logvar
+    ).loss
+
+
+def state(m: nn.Module) -> tuple[dict, dict]:
+    grads = {k: p.grad for k, p in m.named_parameters()}
+    return grads, dict(m.named_buffers())
+
+
+def setup(variant: str, net: str, skip: str = "last"):
+    torch.manual_seed(0)
+    m = SVG(SVGConfig(variant=variant, skip=skip, **NETS[net])).double().train()
+    size = NETS[net]["image_size"]
+    x = torch.rand(3, 5, 1, size, size, dtype=torch.float64)
+    eps = torch.randn(3, 4, 3, dtype=torch.float64)
+    return m, copy.deepcopy(m), x, eps
+
+
+@pytest.mark.parametrize("net", ["dcgan", "vgg"])
+@pytest.mark.parametrize("variant", ["lp", "fp", "deterministic"])
+def test_per_step_equals_the_reference_frame_by_frame(variant, net, monkeypatch):
+    m, ref, x, eps = setup(variant, net, skip="reference" if net == "vgg" else "last")
+    loss = batched_step(m, x, 3, eps, "per_step", monkeypatch)
+    ref_loss = reference_step(ref, x, 3, eps)
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-10, atol=1e-10)
+    loss.backward()
+    ref_loss.backward()
+    (grads, buffers), (ref_grads, ref_buffers) = state(m), state(ref)
+    assert grads.keys() == ref_grads.keys() and buffers.keys() == ref_buffers.keys()
+    for name in grads:
+        torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-10, atol=1e-10)
+    for name in buffers:
+        torch.testing.assert_close(buffers[name], ref_buffers[name], rtol=1e-10, atol=1e-10)
+    # The reference's call counts: 2(T-1) (LP) or T encoder calls, T-1 decoder calls.
+    calls = 8 if variant == "lp" else 5
+    assert int(m.encoder.code[1].num_batches_tracked) == calls
+    assert int(m.decoder.uncode[1].num_batches_tracked) == 4
+
+
+def test_joint_is_one_plain_batch_norm_over_all_frames(monkeypatch):
+    """``joint`` (the batched statistics of earlier versions): plain BatchNorm over the B*T
+    frames of one call, running statistics updated once per update."""
+    m, ref, x, eps = setup("lp", "dcgan")
+    for layer in list(ref.modules()):
+        for child_name, child in list(layer.named_children()):
+            if isinstance(child, nn.BatchNorm2d):
+                plain = nn.BatchNorm2d(child.num_features).double()
+                plain.load_state_dict(child.state_dict())
+                setattr(layer, child_name, plain)
+    loss = batched_step(m, x, 3, eps, "joint", monkeypatch)
+    ref_loss = batched_step(ref, x, 3, eps, "joint", monkeypatch)
+    torch.testing.assert_close(loss, ref_loss, rtol=0, atol=0)
+    assert int(m.encoder.code[1].num_batches_tracked) == 1
+    fresh, _, _, _ = setup("lp", "dcgan")
+    per_step = batched_step(fresh, x, 3, eps, "per_step", monkeypatch)
+    assert not torch.allclose(per_step, loss)  # a different function, not a rounding
+
+
+def test_eval_mode_uses_running_statistics_whatever_bn_stats(monkeypatch):
+    m, _, x, eps = setup("lp", "dcgan")
+    m.eval()
+    a = batched_step(m, x, 3, eps, "per_step", monkeypatch)
+    b = batched_step(m, x, 3, eps, "joint", monkeypatch)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert int(m.encoder.code[1].num_batches_tracked) == 0
+
+
+def reference_generation(m: SVG, cond, n_future: int, noise) -> torch.Tensor:
+    """The reference's generation, one sample index at a time over the B videos, frame by frame,
+    with the encoder and decoder in train mode (batch statistics) -> (B, S, n_future, ...)."""
+    n_cond, samples = cond.shape[1], noise.shape[1]
+    out = []
+    for s in range(samples):
+        eps = noise[:, s]
+        post = prior = pred = None
+        feats = [m.encoder(cond[:, i]) for i in range(n_cond)]
+        for i in range(1, n_cond):
+            h_prev = feats[i - 1][0][:, None]
+            mu, logvar, post = m.posterior(feats[i][0][:, None], post)
+            z = mu if m.warmup_mean else mu + torch.exp(0.5 * logvar) * eps[:, i - 1 : i]
+            if m.variant == "lp":
+                _, _, prior = m.prior(h_prev, prior)
+            _, pred = m.frame_predictor(torch.cat([h_prev, z], -1), pred)
+        h_in, skip = feats[-1][0][:, None], feats[skip_source(n_cond, n_cond, m.skip)][1]
+        frames = []
+        for step in range(n_future):
+            e = eps[:, n_cond - 1 + step : n_cond + step]
+            if m.variant == "lp":
+                mu, logvar, prior = m.prior(h_in, prior)
+                z = mu + torch.exp(0.5 * logvar) * e
+            else:
+                z = e
+            g, pred = m.frame_predictor(torch.cat([h_in, z], -1), pred)
+            frames.append(m.decoder(g[:, 0], skip))
+            h_next, skip_next = m.encoder(frames[-1])
+            h_in = h_next[:, None]
+            skip = skip_next if m.skip == "previous" else skip
+        out.append(torch.stack(frames, 1))
+    return torch.stack(out, 1)
+
+
+@pytest.mark.parametrize("variant,skip", [("lp", "last"), ("fp", "previous")])
+def test_batch_statistics_generation_equals_the_reference(variant, skip):
+    """``eval.bn=batch`` reproduces the reference's train-mode generation exactly, and leaves the
+    running statistics alone."""
+    m, ref, _, _ = setup(variant, "dcgan", skip=skip)
+    m.eval()
+    buffers = {k: v.clone() for k, v in m.named_buffers()}
+    cond = torch.rand(3, 3, 1, 32, 32, dtype=torch.float64)
+    noise = torch.randn(3, 2, m.noise_steps(3, 4), 3, dtype=torch.float64)
+    with torch.no_grad():
+        chunks = list(m.iter_samples(cond, 4, 2, chunk_size=1, noise=noise, batch_stats=True))
+        got = torch.empty(6, 4, 1, 32, 32, dtype=torch.float64)
+        for c in chunks:
+            got[c.rows] = c.frames
+        expected = reference_generation(ref.train(), cond, 4, noise)
+    torch.testing.assert_close(got.view(3, 2, 4, 1, 32, 32), expected, rtol=1e-10, atol=1e-10)
+    for name, value in m.named_buffers():
+        assert torch.equal(value, buffers[name]), name
+    running = m.sample(cond, 4, 2, noise=noise).frames
+    assert not torch.allclose(running, expected)  # running statistics: another function
