@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from hydra.utils import instantiate
 
@@ -75,8 +76,26 @@ def test_default_is_the_quickstart(tmp_path):
 @pytest.mark.parametrize(
     "overrides,needle",
     [
-        (["n_past=0"], "n_past=0 must be >= 1"),
-        (["n_future=0"], "n_future=0 must be >= 1"),
+        (["n_past=0"], "n_past=0 must be an integer >= 1"),
+        (["n_future=0"], "n_future=0 must be an integer >= 1"),
+        (["n_past=2.5"], "n_past=2.5 must be an integer >= 1"),
+        (["model.nf=1.5"], "model.nf=1.5 must be an integer >= 1"),
+        (["model.n_past=3"], "model.n_past=3 differs from n_past=5"),
+        (["model.n_future=0"], "model.n_future=0 differs from n_future=10"),
+        (["data.n_future=4"], "data.n_future=4 differs from n_future=10"),
+        (["model.adam_beta1=1.0"], "model.adam_beta1=1.0 must be a finite number in [0, 1)"),
+        (["model.lr=inf"], "model.lr=inf must be a finite number"),
+        (["model.beta=inf"], "model.beta=inf must be a finite number"),
+        (["trainer.val_check_interval=0"], "trainer.val_check_interval=0 must be an integer >= 1"),
+        (["data.num_workers=-1"], "data.num_workers=-1 must be an integer >= 0"),
+        (["seed=-1"], "seed=-1 must be an integer >= 0"),
+        (["data.num_digits=0"], "data.num_digits=0 must be an integer >= 1"),
+        (["data.train_length=0"], "data.train_length=0 must be an integer >= 16"),
+        (["data.val_videos=0"], "data.val_videos=0 must be an integer >= 1"),
+        (["data.test_videos=0"], "data.test_videos=0 must be an integer >= 1 or null"),
+        (["model.sample_chunk=0"], "model.sample_chunk=0 must be an integer >= 1 or null"),
+        (["data.batch_size=1"], "data.batch_size=1 with model.bn_stats=per_step"),
+        (["model.bn_stats=frame"], "model.bn_stats='frame' is unknown"),
         (["+experiment=bair_lp", "n_future=40"], "longer than the dataset's 30-frame videos"),
         (["model.backbone=dcgan64"], "model.backbone=dcgan64 works on 64x64"),
         (["data.image_size=64"], "backbones for that size: ['dcgan64', 'vgg64']"),
@@ -89,9 +108,9 @@ def test_default_is_the_quickstart(tmp_path):
         ),
         (["model.variant=vae"], "model.variant='vae' is unknown"),
         (["+model.dropout=0.1"], "unknown model settings ['dropout']"),
-        (["model.beta=-1"], "model.beta=-1 must be >= 0"),
-        (["model.lr=0"], "model.lr=0 must be > 0"),
-        (["trainer.precision=8"], "trainer.precision=8 is unknown"),
+        (["model.beta=-1"], "model.beta=-1 must be a finite number in [0, inf)"),
+        (["model.lr=0"], "model.lr=0 must be a finite number in (0, inf)"),
+        (["trainer.precision=8"], "trainer.precision='8' is unknown"),
         (
             ["data.image_size=48"],
             "data.image_size=48 is not available for this dataset; allowed: [32, 64]",
@@ -115,7 +134,12 @@ def test_unknown_experiment_and_key_fail_at_composition(tmp_path):
 @pytest.mark.parametrize("preset", ["cpu", "gpu", "ddp"])
 def test_trainer_presets_compose(tmp_path, preset):
     cfg = compose_cfg(tmp_path, f"trainer={preset}", "trainer.precision=bf16-mixed")
-    validate_config(cfg)
+    if preset != "cpu" and not torch.cuda.is_available():
+        # A GPU preset on a machine without one is refused with the other settings.
+        with pytest.raises(ConfigError, match="no CUDA GPU; use trainer=cpu"):
+            validate_config(cfg)
+    else:
+        validate_config(cfg)
     assert cfg.trainer.precision == "bf16-mixed"
     assert cfg.trainer.accelerator == {"cpu": "cpu", "gpu": "gpu", "ddp": "gpu"}[preset]
 

@@ -134,7 +134,7 @@ def _corrupt(tmp_path, kind, good):
     "kind,needle",
     [
         ("missing", "does not exist"),
-        ("truncated", "cannot be read (truncated or corrupt?)"),
+        ("truncated", "cannot be read as a PyTorch checkpoint"),
         ("other_version", "written by svg_lightning 0.0.1 (checkpoint format 0)"),
         ("foreign", "was not written by svg_lightning"),
         ("other_architecture", "does not match its architecture"),

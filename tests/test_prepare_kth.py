@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 import zipfile
 from pathlib import Path
 
@@ -12,9 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from svg_lightning.cli import prepare_main
 from svg_lightning.data.sources import kth
 from svg_lightning.errors import DataSourceError
-from tests.helpers.fixtures import write_kth_videos
+from tests.helpers.fixtures import cut_avi, write_kth_videos, write_stored_zip
 
 # Mean absolute error allowed between prepared and written-then-resized frames, on 0-255. MJPEG at
 # qscale 1 measures about 0.02 here; resizing with nearest instead of bilinear gives 0.3 - 1, a
@@ -222,3 +225,225 @@ def test_no_source_names_folder_and_archives(tmp_path, make):
     assert str(src) in msg and "boxing.zip" in msg and "walking.zip" in msg
     assert "personXX_<class>_dY_uncomp.avi" in msg and "Schuldt" in msg
     assert not (tmp_path / "out").exists()
+
+
+# --- Damaged inputs and outputs -----------------------------------------------------------------
+
+
+def copy_of(kth_src: Path, tmp_path: Path) -> Path:
+    src = tmp_path / "src"
+    shutil.copytree(kth_src, src)
+    return src
+
+
+def index_of(out: Path, size: int = 64) -> dict:
+    return {
+        v["name"]: v for v in json.loads((out / f"kth{size}" / "index.json").read_text())["videos"]
+    }
+
+
+def test_encrypted_or_unreadable_zip_members_are_skipped(kth_src, tmp_path):
+    src = copy_of(kth_src, tmp_path)
+    good = (src / "extracted" / "person01_handwaving_d1_uncomp.avi").read_bytes()
+    members = [(f"person0{p}_jogging_d1_uncomp.avi", good) for p in (2, 3, 4)]
+    write_stored_zip(
+        src / "jogging.zip",
+        members,
+        encrypted={"person02_jogging_d1_uncomp.avi"},
+        method={"person03_jogging_d1_uncomp.avi": 99},
+    )
+    summary = kth.prepare_kth(src, tmp_path / "out")
+    skipped = dict(summary.skipped)
+    assert set(skipped) == {
+        "jogging.zip:person02_jogging_d1_uncomp.avi",
+        "jogging.zip:person03_jogging_d1_uncomp.avi",
+    }
+    assert "encrypted" in skipped["jogging.zip:person02_jogging_d1_uncomp.avi"]
+    assert "method 99" in skipped["jogging.zip:person03_jogging_d1_uncomp.avi"]
+    videos = tmp_path / "out" / "kth64" / "videos"
+    assert (videos / "person04_jogging_d1.npy").is_file()  # the readable member of the same zip
+    assert not (videos / "person02_jogging_d1.npy").exists()
+    assert not (videos / "person03_jogging_d1.npy").exists()
+    assert set(index_of(tmp_path / "out")) == set(VIDEOS) | {"person04_jogging_d1"}
+
+
+def test_a_corrupt_extracted_copy_gives_way_to_the_zip_copy(kth_src, tmp_path):
+    src = copy_of(kth_src, tmp_path)
+    extracted = src / "extracted" / "person01_boxing_d1_uncomp.avi"
+    extracted.write_bytes(np.random.default_rng(0).bytes(extracted.stat().st_size))
+    summary = kth.prepare_kth(src, tmp_path / "out")
+    [(item, reason)] = summary.skipped
+    assert item == str(extracted)
+    assert reason.endswith("used boxing.zip:person01_boxing_d1_uncomp.avi instead")
+    assert summary.videos == len(VIDEOS)
+    got = np.load(tmp_path / "out" / "kth64" / "videos" / "person01_boxing_d1.npy")
+    assert np.abs(got.astype(float) - resized(frames_for(0, 10), 64)).mean() < TOLERANCE
+    assert index_of(tmp_path / "out")["person01_boxing_d1"]["frames"] == 10
+
+
+def test_an_avi_missing_its_last_frame_is_skipped_and_converted_once_repaired(kth_src, tmp_path):
+    """Cut between frames, all frames left decode and the decoder says nothing; the AVI header
+    still counts 9 (within HEADER_SLACK of the 8 that decode), and the RIFF size shows the cut."""
+    src = copy_of(kth_src, tmp_path)
+    avi = src / "extracted" / "person01_handwaving_d1_uncomp.avi"
+    good = avi.read_bytes()
+    avi.write_bytes(cut_avi(good, keep=8))
+    with pytest.raises(kth.VideoError, match="8 of the 9 frames"):
+        kth.read_video(avi, 64)
+    out = tmp_path / "out"
+    summary = kth.prepare_kth(src, out)
+    [(item, reason)] = summary.skipped
+    assert item == str(avi) and "truncated" in reason and "RIFF" in reason
+    assert not (out / "kth64" / "videos" / "person01_handwaving_d1.npy").exists()
+    assert "person01_handwaving_d1" not in index_of(out)
+
+    avi.write_bytes(good)  # the repaired source is converted, not reported again
+    again = kth.prepare_kth(src, out)
+    assert (again.reused, again.skipped, again.videos) == (len(VIDEOS) - 1, [], len(VIDEOS))
+    assert index_of(out)["person01_handwaving_d1"]["frames"] == 9
+
+
+BAD_SEQUENCES = """person01_boxing_d1 frames 1-4, 5-8, 9-10
+person01_boxing_d1 frames 1-10
+person21_boxing_d2 frames 0-3, 6-4, 4-6, 7-x, -2-5
+person20_boxing_d4 frames 1-5, 6-12, 10-20
+person25_walking_d3 1-12
+person21_running_d2 frames
+"""
+
+
+def test_sequences_lines_are_validated_and_fitted_to_the_videos(kth_src, tmp_path):
+    src = copy_of(kth_src, tmp_path)
+    seq = src / "docs" / kth.SEQUENCES_FILE
+    seq.write_text(BAD_SEQUENCES)
+    summary = kth.prepare_kth(src, tmp_path / "out")
+    got = sorted(summary.skipped)
+    want = sorted(
+        (f"{seq} line {n}", why)
+        for n, why in [
+            (2, "person01_boxing_d1 is listed again (first on line 1); ignored"),
+            (3, "person21_boxing_d2: segment '0-3' starts at frame 0, but frames count from 1; "
+                "segment left out"),
+            (3, "person21_boxing_d2: segment '6-4' ends before it starts; segment left out"),
+            (3, "person21_boxing_d2: segment '7-x' is not a range of frame numbers like 1-95; "
+                "segment left out"),
+            (3, "person21_boxing_d2: segment '-2-5' is not a range of frame numbers like 1-95; "
+                "segment left out"),
+            (4, "person20_boxing_d4: segment '6-12' ends after the video's last frame (8); "
+                "clipped to 6-8"),
+            (4, "person20_boxing_d4: segment '10-20' starts after the video's last frame (8); "
+                "segment left out"),
+            (5, "person25_walking_d3: expected 'person25_walking_d3 frames A-B, C-D, ...'; "
+                "line ignored"),
+            (6, "person21_running_d2: no segment listed"),
+        ]
+    )  # fmt: skip
+    assert got == want
+    segments = {name: v["segments"] for name, v in index_of(tmp_path / "out").items()}
+    assert segments == {
+        "person01_boxing_d1": [[0, 4], [4, 8], [8, 10]],  # the first line, not the duplicate
+        "person21_boxing_d2": [[3, 6]],
+        "person20_boxing_d4": [[0, 5], [5, 8]],
+        "person25_walking_d3": None,
+        "person21_running_d2": [],
+        "person01_handwaving_d1": None,
+    }
+    assert summary.videos == len(VIDEOS)  # a bad line costs segments, never a video
+
+
+def test_upper_case_file_names_are_accepted(kth_src, tmp_path):
+    src = tmp_path / "SRC"
+    src.mkdir()
+    good = (kth_src / "extracted" / "person01_handwaving_d1_uncomp.avi").read_bytes()
+    (src / "PERSON22_WALKING_D2_UNCOMP.AVI").write_bytes(good)
+    write_stored_zip(src / "Boxing.zip", [("BOXING/PERSON02_BOXING_D1_UNCOMP.AVI", good)])
+    (src / "00SEQUENCES.TXT").write_text("PERSON02_BOXING_D1 FRAMES 1-4, 5-9\n")
+    summary = kth.prepare_kth(src, tmp_path / "out")
+    assert (summary.videos, summary.skipped) == (2, [])
+    index = index_of(tmp_path / "out")
+    assert index["person02_boxing_d1"]["segments"] == [[0, 4], [4, 9]]
+    assert (index["person02_boxing_d1"]["split"], index["person22_walking_d2"]["split"]) == (
+        "train",
+        "test",
+    )
+    videos = tmp_path / "out" / "kth64" / "videos"
+    assert sorted(p.name for p in videos.iterdir()) == [
+        "person02_boxing_d1.npy",
+        "person22_walking_d2.npy",
+    ]
+
+
+def test_invalid_reused_outputs_are_converted_again(kth_src, tmp_path):
+    out = tmp_path / "out"
+    kth.prepare_kth(kth_src, out)
+    videos = out / "kth64" / "videos"
+    first = {p.stem: np.load(p) for p in videos.iterdir()}
+    damage = {
+        "person01_boxing_d1": lambda p: p.write_bytes(b"\x00garbage" * 50),
+        "person20_boxing_d4": lambda p: p.write_bytes(b""),
+        "person21_boxing_d2": lambda p: p.write_bytes(p.read_bytes()[:-100]),
+        "person25_walking_d3": lambda p: np.save(p, first[p.stem].astype(np.float32)),
+        "person01_handwaving_d1": lambda p: np.save(p, np.zeros((9, 32, 32), np.uint8)),
+    }
+    for name, spoil in damage.items():
+        spoil(videos / f"{name}.npy")
+    summary = kth.prepare_kth(kth_src, out)
+    replaced = dict(summary.replaced)
+    assert set(replaced) == {str(videos / f"{name}.npy") for name in damage}
+    why = {Path(file).stem: reason for file, reason in replaced.items()}
+    assert "not a readable .npy" in why["person01_boxing_d1"]
+    assert "not a readable .npy" in why["person20_boxing_d4"]
+    assert "mmap length" in why["person21_boxing_d2"]
+    assert "float32" in why["person25_walking_d3"]
+    assert "(9, 32, 32)" in why["person01_handwaving_d1"]
+    assert (summary.reused, summary.skipped) == (1, [])
+    assert "replaced: 5 invalid output files of an earlier run" in summary.lines()
+    for name, array in first.items():
+        np.testing.assert_array_equal(np.load(videos / f"{name}.npy"), array)
+
+
+def test_a_split_without_videos_is_an_error_and_writes_no_index(kth_src, tmp_path, capsys):
+    src = copy_of(kth_src, tmp_path)
+    for avi in [src / "extracted" / "person21_running_d2_uncomp.avi"]:
+        avi.write_bytes(b"RIFF" + b"\x00" * 100)
+    (src / "boxing.zip").unlink()  # holds persons 01, 20 and 21
+    (src / "walking.zip").unlink()  # holds person 25
+    out = tmp_path / "out"
+    (out / "kth64").mkdir(parents=True)
+    (out / "kth64" / "index.json").write_text("{}")  # an earlier run's
+    assert prepare_main(["kth", "--src", str(src), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: the KTH test split would be empty") and "\n" not in err
+    assert "person21_running_d2_uncomp.avi" in err and "persons 21-25" in err
+    assert not (out / "kth64" / "index.json").exists()
+    # The finished training videos stay for the rerun.
+    assert sorted(p.stem for p in (out / "kth64" / "videos").iterdir()) == [
+        "person01_boxing_d1",
+        "person01_handwaving_d1",
+    ]
+
+
+def test_umask_mode_and_stale_temporaries(kth_src, tmp_path, capsys):
+    out = tmp_path / "out"
+    videos = out / "kth64" / "videos"
+    videos.mkdir(parents=True)
+    stale = [
+        videos / ".person01_boxing_d1.npy.k2j_9xq1.tmp",
+        out / "kth64" / ".index.json.a1b2c3d4.tmp",
+    ]
+    for path in stale:
+        path.write_bytes(b"half written")
+    kept = [videos / "notes.tmp", videos / ".keep.tmp"]  # not the pattern of atomic_path
+    for path in kept:
+        path.write_bytes(b"mine")
+    old = os.umask(0o027)
+    try:
+        code = prepare_main(["kth", "--src", str(kth_src), "--out", str(out)])
+    finally:
+        os.umask(old)
+    assert code == 0
+    assert "removed 2 temporary files left by an interrupted run" in capsys.readouterr().out
+    assert not any(path.exists() for path in stale) and all(path.exists() for path in kept)
+    written = [out / "kth64" / "index.json", *videos.glob("*.npy")]
+    assert len(written) == len(VIDEOS) + 1
+    assert {stat.S_IMODE(p.stat().st_mode) for p in written} == {0o640}

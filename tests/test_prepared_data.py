@@ -189,3 +189,60 @@ def test_prepare_command_reports_missing_inputs(tmp_path, capsys):
     assert "bair_robot_pushing_dataset_v0.tar" in err and "Traceback" not in err
     assert prepare_main(["kth", "--src", str(tmp_path), "--out", str(tmp_path)]) == 2
     assert "boxing.zip" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dataset", ["kth", "bair"])
+@pytest.mark.parametrize("empty", ["train", "test"])
+def test_an_empty_split_is_refused(tmp_path, dataset, empty):
+    if dataset == "kth":
+        persons = (1, 2) if empty == "test" else (21, 22)
+        make_kth(tmp_path, persons=persons, frames=(30, 30))
+        dm = KTHDataModule(str(tmp_path), n_past=2, n_future=2)
+    else:
+        make_bair(
+            tmp_path,
+            shards=() if empty == "train" else ((0, 3),),
+            test=() if empty == "test" else (4,),
+        )
+        dm = BAIRDataModule(str(tmp_path), n_past=2, n_future=2)
+    with pytest.raises(DataNotPreparedError) as err:
+        dm.setup("fit")
+    msg = str(err.value)
+    assert f"{empty} split is empty" in msg and str(dm.root / "index.json") in msg
+    assert "index.json lists no" in msg and f"prepare {dataset} --src DIR --out {tmp_path}" in msg
+    assert "\n" not in msg
+
+
+def test_a_damaged_index_or_missing_file_is_refused(tmp_path):
+    make_bair(tmp_path)
+    (tmp_path / "bair" / "test" / "traj_0_to_255.npy").unlink()
+    with pytest.raises(DataNotPreparedError, match="test/traj_0_to_255.npy, listed in .* does not"):
+        BAIRDataModule(str(tmp_path), n_past=2, n_future=2).setup("fit")
+    (tmp_path / "bair" / "index.json").write_text('{"dataset": "ba')
+    with pytest.raises(DataNotPreparedError, match="index.json cannot be read .*prepare bair"):
+        BAIRDataModule(str(tmp_path), n_past=2, n_future=2).setup("fit")
+
+
+@pytest.mark.parametrize("dataset", ["kth", "bair"])
+def test_an_output_folder_that_cannot_be_written_is_refused_up_front(
+    tmp_path, capsys, monkeypatch, dataset
+):
+    from svg_lightning.cli import prepare_main
+    from svg_lightning.data.sources import bair, kth
+
+    src = kth_archives(tmp_path) if dataset == "kth" else bair_archive(tmp_path)
+
+    def no_work(*args):
+        raise AssertionError("converted before the output folder was checked")
+
+    monkeypatch.setattr(kth, "_load", no_work)
+    monkeypatch.setattr(bair, "_convert", no_work)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    out = blocker / "data"  # root cannot create folders there either
+    assert prepare_main([dataset, "--src", str(src), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    folder = out / ("kth64" if dataset == "kth" else "bair")
+    assert err.startswith(f"error: cannot write to the output folder {folder}: Not a directory")
+    assert "--out" in err and "\n" not in err and "Traceback" not in err
+    assert blocker.read_text() == "not a folder"

@@ -77,7 +77,7 @@ def test_resume_keeps_the_wandb_run(tmp_path, tiny_cfg):
 @pytest.mark.parametrize(
     "damage,needle",
     [
-        (lambda p: p.write_bytes(p.read_bytes()[:1000]), "cannot be read (truncated or corrupt?)"),
+        (lambda p: p.write_bytes(p.read_bytes()[:1000]), "cannot be read as a PyTorch checkpoint"),
         (lambda p: p.unlink(), "does not exist"),
     ],
 )

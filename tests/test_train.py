@@ -96,7 +96,7 @@ def test_cli_trains_and_prints_where_outputs_are(tmp_path):
 def test_cli_rejects_bad_settings_before_training(tmp_path):
     r = _cli(tmp_path, *TINY, "n_past=0")
     assert r.returncode == 2
-    assert "n_past=0 must be >= 1" in r.stderr + r.stdout
+    assert "n_past=0 must be an integer >= 1" in r.stderr + r.stdout
     assert "Traceback" not in r.stderr
     r = _cli(tmp_path, "+experiment=kth_lp", "logger=csv", "trainer.accelerator=cpu")
     assert r.returncode == 2 and "KTH data is not prepared" in r.stderr + r.stdout

@@ -16,6 +16,7 @@ import torch
 
 # Figures are drawn without pyplot, so no global backend is switched (notebooks keep theirs).
 from matplotlib.figure import Figure
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from svg_lightning import runs
 from svg_lightning.errors import NonFiniteLossError
@@ -155,15 +156,31 @@ def plot_history(history: dict[str, list[tuple[int, float]]], path: Path) -> Pat
     return path
 
 
+class SaveOnSigterm(pl.Callback):
+    """On SIGTERM (SLURM's warning before preemption or the time limit) Lightning stops at the
+    end of the current batch; this saves ``last.ckpt`` there, so nothing done is lost."""
+
+    def on_exception(self, trainer: pl.Trainer, pl_module, exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException) and not trainer.fast_dev_run:
+            trainer.save_checkpoint(runs.last_checkpoint(trainer.default_root_dir))
+
+
 class StopOnNonFiniteLoss(pl.Callback):
     """Stops before a NaN or inf loss reaches the weights; the checkpoints written so far (the
     last good ones) stay as they are."""
 
     def on_before_backward(self, trainer: pl.Trainer, pl_module, loss: torch.Tensor) -> None:
-        if not torch.isfinite(loss).all():
-            ckpt = runs.last_checkpoint(trainer.default_root_dir)
-            keep = f"the last good checkpoint is {ckpt}" if ckpt.exists() else "no checkpoint yet"
-            raise NonFiniteLossError(
-                f"the loss is {loss.item()} at step {trainer.global_step}: training stopped; "
-                f"{keep}. Lower model.lr, or check the data."
-            )
+        if torch.isfinite(loss).all():
+            return
+        ckpt = runs.last_checkpoint(trainer.default_root_dir)
+        keep = f"the last good checkpoint is {ckpt}" if ckpt.exists() else "no checkpoint yet"
+        if any(not torch.isfinite(p).all() for p in pl_module.parameters()):
+            # The weights themselves are damaged (a resumed checkpoint, or a corrupt update):
+            # a lower learning rate would not help.
+            advice = "The weights are already non-finite: resume from an earlier checkpoint."
+        else:
+            advice = "Lower model.lr (or model.beta), or check the data."
+        raise NonFiniteLossError(
+            f"the loss is {loss.item()} at step {trainer.global_step}: training stopped; "
+            f"{keep}. {advice}"
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import torch
@@ -18,13 +19,19 @@ def read_checkpoint(path: str | Path) -> dict:
     """The checkpoint dict, loaded with ``weights_only=True``; CheckpointError when it is
     missing, unreadable (truncated, corrupt) or not written by a compatible svg_lightning."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a directory, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    check_zip_crcs(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for damaged zip/pickle data
+        # torch's own text may advise weights_only=False: never pass that on for a user's file.
+        detail = "" if "weights_only" in str(err) else f": {str(err).splitlines()[0][:200]}"
         raise CheckpointError(
-            f"checkpoint {path} cannot be read (truncated or corrupt?): {type(err).__name__}: {err}"
+            f"checkpoint {path} cannot be read as a PyTorch checkpoint (truncated, corrupt or "
+            f"another kind of file): {type(err).__name__}{detail}"
         ) from None
     meta = ckpt.get(META_KEY) if isinstance(ckpt, dict) else None
     if meta is None or "hyper_parameters" not in ckpt or "state_dict" not in ckpt:
@@ -41,8 +48,36 @@ def read_checkpoint(path: str | Path) -> dict:
     return ckpt
 
 
+def check_zip_crcs(path: Path) -> None:
+    """torch's zip reader does not verify the stored CRC-32s, so a flipped byte inside a
+    tensor's data would load as a silently different weight: check them here."""
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise CheckpointError(f"checkpoint {path} is a damaged zip archive: {err}") from None
+    if bad is not None:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt: the data of {bad} does not match its CRC-32"
+        )
+
+
+def check_finite(model: SVGModule, path: Path) -> None:
+    bad = [name for name, t in model.state_dict().items() if t.is_floating_point()
+           and not torch.isfinite(t).all()]  # fmt: skip
+    if bad:
+        raise CheckpointError(
+            f"checkpoint {path} holds non-finite (NaN or inf) values in {len(bad)} tensor(s), "
+            f"e.g. {bad[:3]}: training diverged before it was saved; use an earlier checkpoint"
+        )
+
+
 def load_model(path: str | Path) -> SVGModule:
-    """The SVGModule stored in ``path``, in eval mode on the CPU."""
+    """The SVGModule stored in ``path``, in eval mode on the CPU; CheckpointError if it cannot
+    be read, does not match its own hyper-parameters or holds non-finite weights."""
+    path = Path(path)
     ckpt = read_checkpoint(path)
     try:
         model = SVGModule(**ckpt["hyper_parameters"])
@@ -59,6 +94,7 @@ def load_model(path: str | Path) -> SVGModule:
             f"checkpoint {path} does not match its architecture: missing {missing[:5]}, "
             f"unexpected {unexpected[:5]}"
         )
+    check_finite(model, path)
     return model.eval()
 
 
@@ -73,8 +109,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def check_resumable(path: str | Path, model_cfg) -> None:
-    """CheckpointError naming every architecture field where ``path`` and the config differ."""
-    stored = read_checkpoint(path)["hyper_parameters"]
+    """CheckpointError naming every architecture field where ``path`` and the config differ, or
+    when its weights do not fit its own hyper-parameters or are not finite (checked before the
+    run folder exists)."""
+    stored = load_model(path).hparams
     diff = [
         f"model.{k}: checkpoint {stored.get(k)!r}, config {model_cfg.get(k)!r}"
         for k in SVGConfig.names()

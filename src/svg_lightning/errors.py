@@ -34,3 +34,10 @@ class NonFiniteLossError(SVGError, RuntimeError):
     """Training stopped on a NaN or inf loss before it reached the weights."""
 
     exit_code = 3
+
+
+class PreemptedError(SVGError):
+    """Training stopped by SIGTERM (what SLURM sends before preemption or a time limit) after
+    saving its last checkpoint: a non-zero exit, so the job does not look finished."""
+
+    exit_code = 143  # 128 + SIGTERM, what the shell reports for a process SIGTERM stopped

@@ -12,10 +12,13 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from svg_lightning import runs
+from svg_lightning.callbacks import SaveOnSigterm
 from svg_lightning.checkpoint import AtomicCheckpointIO, check_resumable
 from svg_lightning.config import config_dir, validate_config
+from svg_lightning.errors import PreemptedError
 from svg_lightning.evaluate.report import report_run
 from svg_lightning.loggers import finish_wandb, instantiate_loggers
 from svg_lightning.module import test_curves
@@ -23,13 +26,23 @@ from svg_lightning.module import test_curves
 log = logging.getLogger(__name__)
 
 
+def requeued_checkpoint(out: Path) -> Path | None:
+    """A job requeued into its own run folder (a SLURM sweep job keeps its folder) continues
+    from the newest checkpoint it left there: our last.ckpt or Lightning's hpc_ckpt_*.ckpt."""
+    found = [p for p in [runs.last_checkpoint(out), *out.glob("hpc_ckpt_*.ckpt")] if p.is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
 def resume_from(cfg: DictConfig) -> Path | None:
     """The checkpoint to resume, checked before anything starts: readable, and of the configured
     architecture. Its run's W&B id is reused so the curves continue in the same W&B run."""
-    if not cfg.get("ckpt_path"):
-        return None
     out = Path(cfg.paths.output_dir)
-    if cfg.ckpt_path == "last":
+    if not cfg.get("ckpt_path"):
+        ckpt = requeued_checkpoint(out)
+        if ckpt is None:
+            return None
+        log.info("This run folder already holds %s (a requeued job): resuming from it", ckpt)
+    elif cfg.ckpt_path == "last":
         ckpt = runs.find_last_checkpoint(cfg.paths.log_dir, cfg.task_name, exclude=out)
     else:
         ckpt = Path(cfg.ckpt_path)
@@ -65,7 +78,11 @@ def _train(cfg: DictConfig) -> float | None:
     loggers = instantiate_loggers(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
-        callbacks=[instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c],
+        # Saving on SIGTERM is not optional: a preempted job must never lose its work.
+        callbacks=[
+            *(instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c),
+            SaveOnSigterm(),
+        ],
         logger=loggers or False,
         plugins=[AtomicCheckpointIO()],
     )
@@ -75,8 +92,14 @@ def _train(cfg: DictConfig) -> float | None:
         ids = [lg.experiment.id for lg in loggers if isinstance(lg, WandbLogger)]
         runs.write_run_info(out, ids[0] if ids else None, ckpt)
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
     last = runs.last_checkpoint(out)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
+    except SIGTERMException:  # SaveOnSigterm has saved last.ckpt at the end of the batch
+        raise PreemptedError(
+            f"stopped by SIGTERM at step {trainer.global_step}; saved {last}. Resume with the same "
+            "command plus ckpt_path=last (a job requeued into this run folder resumes by itself)"
+        ) from None
     if not trainer.fast_dev_run:
         trainer.save_checkpoint(last)  # the final step, whatever the checkpoint interval
     metric = trainer.callback_metrics.get(cfg.get("optimized_metric") or "")

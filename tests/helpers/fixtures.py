@@ -1,6 +1,8 @@
 """Writers for raw dataset fixtures in the official formats, shared by tests and benchmarks.
 
-KTH: MJPEG AVI files named ``personXX_<class>_dY_uncomp.avi``, loose or in ``<class>.zip``.
+KTH: MJPEG AVI files named ``personXX_<class>_dY_uncomp.avi``, loose or in ``<class>.zip``, and
+the damage found in the wild: AVIs cut between frames, zip members flagged encrypted or stored
+with a compression method Python cannot read.
 BAIR: ``tf.train.Example`` records (serialized by the protobuf runtime from the schema built below
 in a private descriptor pool), framed as TFRecords with CRCs computed here, independently of the
 code under test, and the ``bair_robot_pushing_dataset_v0.tar`` holding them.
@@ -39,6 +41,54 @@ def write_zip(path: Path, files: Iterable[tuple[Path, str]]) -> None:
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         for file, arcname in files:
             zf.write(file, arcname)
+
+
+def avi_frame_offsets(data: bytes) -> list[int]:
+    """Where each frame's chunk starts in an AVI: the chunks of its ``movi`` list, in order."""
+    pos = data.index(b"movi") + 4
+    offsets = []
+    while pos + 8 <= len(data):
+        chunk, size = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])[0]
+        if chunk == b"idx1":
+            break
+        offsets.append(pos)
+        pos += 8 + size + size % 2
+    return offsets
+
+
+def cut_avi(data: bytes, keep: int) -> bytes:
+    """The AVI cut right before frame ``keep``: the frames before it all decode, the index and
+    the later frames are gone, as in an interrupted copy."""
+    return data[: avi_frame_offsets(data)[keep]]
+
+
+def write_stored_zip(
+    path: Path, members: Iterable[tuple[str, bytes]], encrypted=(), method: dict | None = None
+) -> None:
+    """A zip of stored members, then patched like the archives of other tools: the members named
+    in ``encrypted`` get the encryption flag (bit 0 of the flags) and those in ``method`` the
+    given compression method number, in both their local and central directory headers."""
+    method = method or {}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        for name, data in members:
+            zf.writestr(name, data)
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        infos, central = zf.infolist(), zf.start_dir
+    central_offsets = {}
+    pos = central
+    while data[pos : pos + 4] == b"PK\x01\x02":
+        n, extra, comment = struct.unpack("<HHH", data[pos + 28 : pos + 34])
+        central_offsets[data[pos + 46 : pos + 46 + n].decode()] = pos
+        pos += 46 + n + extra + comment
+    for info in infos:
+        # flags at +6 and method at +8 in a local header, +8 and +10 in a central one
+        for at, flags in ((info.header_offset, 6), (central_offsets[info.filename], 8)):
+            if info.filename in encrypted:
+                data[at + flags] |= 0x01
+            if info.filename in method:
+                data[at + flags + 2 : at + flags + 4] = struct.pack("<H", method[info.filename])
+    path.write_bytes(bytes(data))
 
 
 def write_kth_videos(
@@ -140,9 +190,11 @@ def write_raw(tmp_path, rng, shards):
     return written
 
 
-def make_tar(tmp_path):
-    """tmp_path/raw/softmotion30_44k -> tmp_path/bair_robot_pushing_dataset_v0.tar."""
+def make_tar(tmp_path, format=tarfile.DEFAULT_FORMAT):
+    """tmp_path/raw/softmotion30_44k -> tmp_path/bair_robot_pushing_dataset_v0.tar; ``format``
+    as tarfile names them (pax by default, which adds an extended header before each member's
+    own; GNU tar's format has none for short names)."""
     tar_path = tmp_path / "bair_robot_pushing_dataset_v0.tar"
-    with tarfile.open(tar_path, "w") as tar:
+    with tarfile.open(tar_path, "w", format=format) as tar:
         tar.add(tmp_path / "raw" / "softmotion30_44k", arcname="softmotion30_44k")
     return tar_path

@@ -74,9 +74,32 @@ class PreparedVideoDataModule(VideoDataModule):
         if not path.is_file():
             raise DataNotPreparedError(
                 f"{self.title} data is not prepared: {path} does not exist. Prepare it from "
-                f"{self.archives} with:\n  {self.prepare_command()}"
+                f"{self.archives} with: {self.prepare_command()}"
             )
-        return json.loads(path.read_text())
+        try:
+            return json.loads(path.read_text())
+        except (ValueError, OSError) as err:  # JSONDecodeError and UnicodeDecodeError included
+            raise DataNotPreparedError(
+                f"{path} cannot be read ({err}); prepare the {self.title} data again with: "
+                f"{self.prepare_command()}"
+            ) from None
+
+    def check_split(self, videos: list, split: str) -> None:
+        """Refuse a split without videos (training would run without validation, checkpoint
+        selection or metrics) or one whose files are gone."""
+        index = self.root / "index.json"
+        if not videos:
+            raise DataNotPreparedError(
+                f"the {self.title} {split} split is empty: {index} lists no {split} video. "
+                f"Prepare the data again (it reports which inputs were damaged) with: "
+                f"{self.prepare_command()}"
+            )
+        for file in dict.fromkeys(file for file, _, _ in videos):
+            if not (self.root / file).is_file():
+                raise DataNotPreparedError(
+                    f"{self.root / file}, listed in {index} for the {split} split, does not "
+                    f"exist; prepare the data again with: {self.prepare_command()}"
+                )
 
 
 def _long_enough(videos: list, seq_len: int, title: str, split: str) -> list:
@@ -114,6 +137,8 @@ class KTHDataModule(PreparedVideoDataModule):
         split = {"train": [], "test": []}
         for v in index["videos"]:
             split[v["split"]].append((v["file"], None, v["frames"]))
+        for name, videos in split.items():
+            self.check_split(videos, name)
         hp = self.hparams
         train = _long_enough(split["train"], self.seq_len, self.title, "train")
         self.train_set = Clips(self.root, train, self.seq_len, hp.train_length, seed=hp.train_seed)
@@ -147,6 +172,8 @@ class BAIRDataModule(PreparedVideoDataModule):
             ]
             for split, shards in index["splits"].items()
         }
+        for split in ("train", "test"):
+            self.check_split(videos.get(split, []), split)
         hp = self.hparams
         self.train_set = Clips(
             self.root, videos["train"], self.seq_len, hp.train_length,

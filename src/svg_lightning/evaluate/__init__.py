@@ -11,6 +11,7 @@ from pytorch_lightning.callbacks import RichProgressBar
 
 from svg_lightning import runs
 from svg_lightning.checkpoint import load_model
+from svg_lightning.config import check_eval, check_model_fits_data
 from svg_lightning.errors import ConfigError
 from svg_lightning.evaluate.report import report_run
 from svg_lightning.loggers import instantiate_loggers
@@ -29,11 +30,9 @@ def length(cfg_value, protocol_value: int, trained_value: int) -> int:
 
 def eval_settings(cfg: DictConfig, data_cls, hparams) -> EvalSettings:
     e, proto = cfg.eval, data_cls.protocol
+    check_eval(e, PROTOCOL)
     n_past = length(e.n_past, proto["n_past"], hparams["n_past"])
     n_future = length(e.n_future, proto["n_future"], hparams["n_future"])
-    for key, value in (("n_past", n_past), ("n_future", n_future), ("num_samples", e.num_samples)):
-        if not isinstance(value, int) or value < 1:
-            raise ConfigError(f"eval.{key}={value!r} must be an integer >= 1 (or {PROTOCOL})")
     if data_cls.max_seq_len and n_past + n_future > data_cls.max_seq_len:
         raise ConfigError(
             f"eval.n_past + eval.n_future = {n_past + n_future} is longer than the dataset's "
@@ -46,13 +45,28 @@ def eval_settings(cfg: DictConfig, data_cls, hparams) -> EvalSettings:
     )
 
 
+def data_class(train_cfg: DictConfig, given: str | None):
+    """The DataModule class a training config names, or a ConfigError naming the config."""
+    target = OmegaConf.select(train_cfg, "data._target_")
+    try:
+        return get_class(target)
+    except Exception:  # hydra raises several types for a missing or bad path
+        where = f"train_config={given}" if given else "the checkpoint's training config"
+        raise ConfigError(
+            f"{where} names data._target_={target!r}, which is not a DataModule of this "
+            "package; point train_config= at the config.yaml of the checkpoint's run"
+        ) from None
+
+
 def evaluate(cfg: DictConfig) -> tuple[dict, dict[str, Path]]:
     """Score ``cfg.ckpt_path``; returns the metrics document and the written paths (both empty
     on processes other than rank 0)."""
     ckpt = Path(cfg.ckpt_path)
     model = load_model(ckpt)
     train_cfg = runs.training_config(ckpt, cfg.train_config)
-    data_cls = get_class(train_cfg.data._target_)
+    data_cls = data_class(train_cfg, cfg.train_config)
+    source = f"train_config={cfg.train_config}" if cfg.train_config else "its training config"
+    check_model_fits_data(model.hparams, train_cfg.data, data_cls, source)
     settings = eval_settings(cfg, data_cls, model.hparams)
     num_videos = cfg.eval.num_videos or data_cls.protocol["num_videos"]
     if settings.bn == "batch" and (

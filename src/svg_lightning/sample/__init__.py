@@ -42,6 +42,8 @@ def read_frames(path: str | Path, limit: int | None = None) -> np.ndarray:
     """Frames of a video or .npy file as float32 (T, C, H, W) in [0, 1], C = 1 or 3. Videos stop
     decoding after ``limit`` frames: only the conditioning frames are needed."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"input {path} is a directory; give a video file or a .npy array")
     if not path.is_file():
         raise InputError(f"input {path} does not exist")
     if path.suffix.lower() == ".npy":
@@ -187,6 +189,9 @@ def save_mp4(path: Path, frames: torch.Tensor, fps: int) -> Path:
 def write_outputs(out: Path, cond: torch.Tensor, samples: torch.Tensor, fps: int) -> dict:
     """cond (P, C, H, W), samples (S, T, C, H, W) -> every output file in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
+    # A rerun with fewer samples must not leave an earlier run's videos beside the new arrays.
+    for stale in out.glob("sample_[0-9][0-9].mp4"):
+        stale.unlink()
     paths = {"samples": out / "samples.npy", "conditioning": out / "conditioning.npy"}
     np.save(paths["samples"], samples.float().cpu().numpy())
     np.save(paths["conditioning"], cond.float().cpu().numpy())
@@ -215,6 +220,9 @@ def sample(cfg: DictConfig) -> dict:
     """Check settings and input, load, sample, write; returns the written paths. Raises
     InputError/ConfigError/CheckpointError. Settings and input are checked before the model is
     built, so bad input fails in seconds."""
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out={out} is an existing file; give a folder for the outputs")
     st = settings(cfg, read_checkpoint(cfg.ckpt_path)["hyper_parameters"])
     device = pick_device(cfg.device)
     frames = read_frames(cfg.input, limit=cfg.start + st["n_past"])
@@ -222,7 +230,6 @@ def sample(cfg: DictConfig) -> dict:
     model = load_model(cfg.ckpt_path).to(device)
     cond = to_model_frames(frames, model.hparams.channels, model.hparams.image_size)
     samples = sample_futures(model, cond, st, cfg)
-    out = Path(cfg.out)
     paths = write_outputs(out, cond, samples, cfg.fps)
     print(f"{len(samples)} sample(s) of {st['n_future']} frames after {st['n_past']} "
           f"conditioning frames of {cfg.input} written to {out.resolve()}:")  # fmt: skip

@@ -2,8 +2,12 @@
 DataModules read; ``python -m svg_lightning.data.prepare {kth,bair} --src PATH --out DATA_DIR``
 (or ``svg prepare``) is its command line.
 
-Resumable: finished files are kept and skipped on a rerun; an interrupted run leaves no file that
-looks finished. Corrupt or truncated inputs are reported with their names and skipped.
+Resumable: finished files are kept and skipped on a rerun (after a check of their headers); an
+interrupted run leaves no file that looks finished, and the next run removes its temporaries.
+Corrupt or truncated inputs are reported with their names and skipped, and nothing converted from
+a damaged input is reused by a rerun. An output folder that cannot be written and a truncated BAIR
+tar are refused before any work; a train or test split left without videos is an error, and no
+``index.json`` is written for it.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ def prepare(
 ) -> PrepareSummary:
     """Prepare ``dataset`` from ``src`` into ``out`` (the data folder, ``data.data_dir``);
     ``options`` are the converter's own keywords (KTH: ``size``). DataSourceError when ``src``
-    does not hold the expected archives."""
+    does not hold the expected archives or a split ends up empty; ConfigError when ``out`` cannot
+    be written or another run is writing into it."""
     if dataset not in PREPARERS:
         raise ConfigError(f"cannot prepare {dataset!r}; allowed: {sorted(PREPARERS)}")
     return PREPARERS[dataset](Path(src), Path(out), **(options or {}))

@@ -6,37 +6,52 @@ and ``index.json`` (per video: person, action, scenario, split, frame count, fil
 the reference pipeline (aspect ratio not kept) and reduced to one channel (luma: KTH is grayscale
 content stored in a colour codec, so R = G = B and the luma is that value).
 
-A rerun reuses the finished .npy files; corrupt or truncated videos are reported and left out.
+A rerun reuses the finished .npy files that pass their header checks; corrupt or truncated videos
+and malformed ``00sequences.txt`` lines are reported and left out, and a video that is not
+converted leaves no file behind, so a rerun on repaired inputs converts it.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import re
 import zipfile
 import zlib
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 import av
 import numpy as np
 from PIL import Image
 
-from svg_lightning.data.sources.storage import PrepareSummary, progress_bar, save_npy
+from svg_lightning.data.sources.storage import (
+    PrepareSummary,
+    output_folder,
+    progress_bar,
+    remove_stale_index,
+    reusable_rows,
+    save_npy,
+)
 from svg_lightning.errors import DataSourceError
 from svg_lightning.files import write_json
 
 CLASSES = ("boxing", "handclapping", "handwaving", "jogging", "running", "walking")
-VIDEO_RE = re.compile(rf"person(\d\d)_({'|'.join(CLASSES)})_d(\d)_uncomp\.avi")
+# Case-insensitive: copies of the archives extracted on some systems carry upper-case names.
+VIDEO_RE = re.compile(rf"person(\d\d)_({'|'.join(CLASSES)})_d(\d)_uncomp\.avi", re.IGNORECASE)
 SEQUENCES_FILE = "00sequences.txt"
 TEST_PERSONS = range(21, 26)  # the reference split: persons 1-20 train, 21-25 test
+SPLIT_PERSONS = {"train": "persons 01-20", "test": "persons 21-25"}
 # A header frame count may overstate by a frame or two without the file being damaged; a truncated
-# file loses far more.
+# file loses far more, or shows in its RIFF sizes (see read_video).
 HEADER_SLACK = 2
+# What Python's zipfile decompresses (stored, deflate, bzip2, LZMA).
+ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
 
-_SEQ_LINE_RE = re.compile(rf"^\s*(person\d\d_(?:{'|'.join(CLASSES)})_d\d)\s+frames\s+(.*)$")
-_RANGE_RE = re.compile(r"(\d+)\s*-\s*(\d+)")
+_SEQ_LINE_RE = re.compile(rf"^\s*(person\d\d_(?:{'|'.join(CLASSES)})_d\d)\b(.*)$", re.IGNORECASE)
+_FRAMES_RE = re.compile(r"\s*frames\b(.*)$", re.IGNORECASE)
+_RANGE_RE = re.compile(r"(\d+)-(\d+)")
 
 EXPECTED = (
     "expected the KTH actions videos: the six archives "
@@ -74,49 +89,127 @@ class Source:
 
 @dataclass
 class Sources:
-    videos: list[Source]
+    videos: list[Source]  # one per video: the copy tried first
     sequences: Path | None
     unreadable: list[tuple[str, str]]  # zips that could not be listed, with the reason
+    # Every copy of each video, in the order they are tried (extracted files first).
+    copies: dict[str, list[Source]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One video's line of ``00sequences.txt``: its number and the well-formed segments, each
+    (0-based start, exclusive end, the text as written)."""
+
+    line: int
+    segments: tuple[tuple[int, int, str], ...]
+
+
+def read_sequences(
+    text: str, label: str = SEQUENCES_FILE
+) -> tuple[dict[str, Listing], list[tuple[str, str]]]:
+    """``00sequences.txt`` -> ({video name: Listing}, [(``label line N``, problem), ...]).
+
+    The file counts frames from 1 with inclusive ends. Lines that do not start with a KTH video
+    name (header, blank lines) are ignored. A video line must read ``<name> frames A-B, C-D, ...``
+    (spacing varies between lines, so ranges may be separated by commas and/or blanks); each
+    segment must start at frame 1 or later and not end before it starts. Every violation is
+    reported with its line number and only the valid segments are kept; a video listed twice keeps
+    its first line.
+    """
+    listings: dict[str, Listing] = {}
+    problems = []
+    for number, line in enumerate(text.splitlines(), 1):
+        m = _SEQ_LINE_RE.match(line)
+        if not m:
+            continue
+        where = f"{label} line {number}"
+        name = m.group(1).lower()
+        if name in listings:
+            first = listings[name].line
+            problems.append((where, f"{name} is listed again (first on line {first}); ignored"))
+            continue
+        frames = _FRAMES_RE.match(m.group(2))
+        if not frames:
+            problems.append(
+                (where, f"{name}: expected '{name} frames A-B, C-D, ...'; line ignored")
+            )
+            continue
+        tokens = re.split(r"[,\s]+", re.sub(r"\s*-\s*", "-", frames.group(1)).strip())
+        segments, bad = [], False
+        for token in filter(None, tokens):
+            r = _RANGE_RE.fullmatch(token)
+            if not r:
+                why = "is not a range of frame numbers like 1-95"
+            elif int(r.group(1)) < 1:
+                why = "starts at frame 0, but frames count from 1"
+            elif int(r.group(2)) < int(r.group(1)):
+                why = "ends before it starts"
+            else:
+                segments.append((int(r.group(1)) - 1, int(r.group(2)), token))
+                continue
+            problems.append((where, f"{name}: segment {token!r} {why}; segment left out"))
+            bad = True
+        if not segments and not bad:
+            problems.append((where, f"{name}: no segment listed"))
+        listings[name] = Listing(number, tuple(segments))
+    return listings, problems
 
 
 def parse_sequences(text: str) -> dict[str, list[tuple[int, int]]]:
-    """``00sequences.txt`` -> {video name: [(start, end), ...]}, 0-based with exclusive end.
+    """``00sequences.txt`` -> {video name: [(start, end), ...]}, 0-based with exclusive end: the
+    valid segments of ``read_sequences``, without its reports."""
+    listings, _ = read_sequences(text)
+    return {name: [(s, e) for s, e, _ in v.segments] for name, v in listings.items()}
 
-    The file counts frames from 1 with inclusive ends; anything that is not a video line (header,
-    blank lines) is ignored, and ranges are found by pattern because spacing varies between lines.
-    """
-    out = {}
-    for line in text.splitlines():
-        m = _SEQ_LINE_RE.match(line)
-        if m:
-            out[m.group(1)] = [(int(a) - 1, int(b)) for a, b in _RANGE_RE.findall(m.group(2))]
-    return out
+
+def fit_segments(
+    name: str, listing: Listing, frames: int, label: str
+) -> tuple[list[tuple[int, int]], list[tuple[str, str]]]:
+    """The listing's segments that lie within a video of ``frames`` frames: a segment running
+    past the last frame is clipped to it, one starting after it is left out; both are reported
+    (with the line) because they mean the file or the video is not what the list describes."""
+    kept, problems = [], []
+    where = f"{label} line {listing.line}"
+    for start, end, text in listing.segments:
+        if start >= frames:
+            why = f"starts after the video's last frame ({frames}); segment left out"
+        elif end > frames:
+            why = f"ends after the video's last frame ({frames}); clipped to {start + 1}-{frames}"
+            kept.append((start, frames))
+        else:
+            kept.append((start, end))
+            continue
+        problems.append((where, f"{name}: segment {text!r} {why}"))
+    return kept, problems
 
 
 def _source(path: Path, member: str | None = None) -> Source | None:
-    m = VIDEO_RE.fullmatch(Path(member or path).name)
+    m = VIDEO_RE.fullmatch(PurePosixPath(member).name if member else path.name)
     if not m:
         return None
-    person, action, scenario = int(m.group(1)), m.group(2), int(m.group(3))
+    person, action, scenario = int(m.group(1)), m.group(2).lower(), int(m.group(3))
     name = f"person{m.group(1)}_{action}_d{scenario}"
     return Source(name, person, action, scenario, path, member)
 
 
 def find_sources(src: Path) -> Sources:
-    """All KTH videos under ``src`` (searched recursively), in zips or extracted.
+    """All KTH videos under ``src`` (searched recursively), in zips or extracted; file names are
+    matched case-insensitively.
 
-    A video found both extracted and in a zip is taken once, from the extracted file, which saves
-    decompressing it. Raises DataSourceError naming ``src`` and the expected files if none is found.
+    Every copy of a video is kept, extracted files first (which saves decompressing them):
+    preparation uses the first copy that decodes completely. Raises DataSourceError naming
+    ``src`` and the expected files if none is found.
     """
     src = Path(src)
     if not src.is_dir():
         raise DataSourceError(f"KTH source folder {src} does not exist; {EXPECTED}")
     files = sorted(p for p in src.rglob("*") if p.is_file())
-    videos: dict[str, Source] = {}
+    copies: dict[str, list[Source]] = {}
     unreadable = []
     for p in files:
         if p.suffix.lower() == ".avi" and (s := _source(p)):
-            videos.setdefault(s.name, s)
+            copies.setdefault(s.name, []).append(s)
     for p in files:
         if p.suffix.lower() != ".zip":
             continue
@@ -128,34 +221,70 @@ def find_sources(src: Path) -> Sources:
             continue
         for member in members:
             if s := _source(p, member):
-                videos.setdefault(s.name, s)
-    if not videos:
+                copies.setdefault(s.name, []).append(s)
+    if not copies:
         problems = "".join(f"; {item}: {why}" for item, why in unreadable)
         raise DataSourceError(f"no KTH video found in {src}{problems}; {EXPECTED}")
-    sequences = next((p for p in files if p.name == SEQUENCES_FILE), None)
-    return Sources(sorted(videos.values(), key=lambda s: s.name), sequences, unreadable)
+    copies = dict(sorted(copies.items()))
+    sequences = next((p for p in files if p.name.lower() == SEQUENCES_FILE), None)
+    return Sources([c[0] for c in copies.values()], sequences, unreadable, copies)
+
+
+def _missing_bytes(f: BinaryIO) -> int:
+    """How many bytes the file's top-level RIFF chunks declare beyond its end: 0 for a whole AVI
+    (and for a file that is not RIFF at all, which the decoder judges). The sizes sit at the start
+    of each chunk, so they show a file cut anywhere after its header, even between two frames,
+    where every frame that is left still decodes."""
+    size = f.seek(0, os.SEEK_END)
+    pos = missing = 0
+    while pos + 8 <= size:
+        f.seek(pos)
+        head = f.read(8)
+        if head[:4] != b"RIFF":
+            break
+        end = pos + 8 + int.from_bytes(head[4:], "little")
+        if end > size:
+            missing = end - size
+            break
+        pos = end + (end - pos) % 2  # chunks are padded to an even length
+    f.seek(0)
+    return missing
 
 
 def read_video(file: str | Path | BinaryIO, size: int) -> np.ndarray:
     """Every frame of an avi as uint8 (T, size, size): luma, resized with PIL bilinear.
 
     PIL's bilinear filter widens its support when shrinking (area-aware), so the 160 -> 64 width
-    reduction does not alias. Raises VideoError if no frame decodes or the decoded frames fall
-    short of the count in the AVI header: a truncated file otherwise decodes its first frames
-    without any error.
+    reduction does not alias. Raises VideoError if no frame decodes, if the decoded frames fall
+    short of the count in the AVI header by more than ``HEADER_SLACK``, or by any amount when the
+    file is shorter than its RIFF header says: a truncated file otherwise decodes its first
+    frames without any error.
     """
+    if isinstance(file, (str, Path)):
+        with open(file, "rb") as f:
+            missing = _missing_bytes(f)
+    else:
+        missing = _missing_bytes(file)
+    cut = f"truncated: the file ends {missing} bytes before the end its RIFF header gives"
     frames = []
-    with av.open(file) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        for frame in container.decode(stream):
-            gray = Image.fromarray(frame.to_ndarray(format="gray"))
-            frames.append(np.asarray(gray.resize((size, size), Image.Resampling.BILINEAR)))
-        expected = stream.frames
+    try:
+        with av.open(file) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for frame in container.decode(stream):
+                gray = Image.fromarray(frame.to_ndarray(format="gray"))
+                frames.append(np.asarray(gray.resize((size, size), Image.Resampling.BILINEAR)))
+            expected = stream.frames
+    except av.error.FFmpegError as err:
+        if missing:  # the decoder's complaint is about the cut
+            raise VideoError(f"{cut}; {len(frames)} frames decode before it") from err
+        raise
     if not frames:
         raise VideoError("no decodable frame")
     if expected and len(frames) + HEADER_SLACK < expected:
         raise VideoError(f"truncated: {len(frames)} of {expected} frames decode")
+    if expected and len(frames) < expected and missing:
+        raise VideoError(f"{cut}; {len(frames)} of the {expected} frames it counts decode")
     return np.stack(frames)
 
 
@@ -166,7 +295,17 @@ def _load(source: Source, size: int) -> np.ndarray:
     # memory (one video, megabytes) because seeking back in a compressed zip stream restarts
     # decompression, and reading it whole checks its CRC up front.
     with zipfile.ZipFile(source.path) as zf:
-        data = zf.read(source.member)
+        info = zf.getinfo(source.member)
+        how = f"; extract it with a tool that can and put the .avi beside {source.path.name}"
+        if info.flag_bits & 0x1:
+            raise VideoError(f"encrypted in the zip (a password is needed){how}")
+        if info.compress_type not in ZIP_METHODS:
+            method = info.compress_type
+            raise VideoError(f"compressed with zip method {method}, which Python cannot read{how}")
+        try:
+            data = zf.read(info)
+        except (RuntimeError, NotImplementedError) as err:  # zipfile's "cannot decompress this"
+            raise VideoError(f"cannot be read from the zip: {err}{how}") from err
     return read_video(io.BytesIO(data), size)
 
 
@@ -180,49 +319,99 @@ def _reason(err: Exception) -> str:
     return f"{type(err).__name__}: {text}"
 
 
+def _convert(copies: list[Source], size: int, summary: PrepareSummary) -> np.ndarray | None:
+    """The video from the first copy that decodes completely, or None if none does. Every copy
+    that fails is reported, with the copy used instead if there is one."""
+    failed = []
+    for source in copies:
+        try:
+            video = _load(source, size)
+        except _BAD_INPUT as err:
+            failed.append((source.label, _reason(err)))
+            continue
+        summary.skipped += [(item, f"{why}; used {source.label} instead") for item, why in failed]
+        return video
+    summary.skipped += failed
+    return None
+
+
+def _empty_splits(src: Path, sources: Sources, entries: list[dict], skipped) -> str | None:
+    """Why the prepared dataset lacks a split (the DataModules need both), or None."""
+    empty, problems = [], []
+    for split, persons in SPLIT_PERSONS.items():
+        if any(e["split"] == split for e in entries):
+            continue
+        empty.append(split)
+        names = [name for name, copies in sources.copies.items() if copies[0].split == split]
+        if not names:
+            problems.append(f"{src} holds no {split} video ({persons})")
+            continue
+        mine = [f"{item}: {why}" for item, why in skipped if any(n in item.lower() for n in names)]
+        problems.append(
+            f"none of its {len(names)} {split} videos ({persons}) could be converted "
+            f"({'; '.join(mine[:3])}{'; ...' if len(mine) > 3 else ''})"
+        )
+    if not empty:
+        return None
+    return (
+        f"the KTH {' and '.join(empty)} split would be empty: {'; '.join(problems)}. Training "
+        "needs both splits, so no index.json was written; repair or replace those files and "
+        "rerun (the finished videos are kept)"
+    )
+
+
 def prepare_kth(src: Path, out: Path, size: int = 64) -> PrepareSummary:
     """Convert every KTH video under ``src`` to ``out/kth{size}/videos/<name>.npy`` and write
-    ``index.json`` last, so its presence means the run finished (only if some video did)."""
+    ``index.json`` last, so its presence means the run finished; DataSourceError (and no
+    index.json) if the train or test split ends up without any video."""
     sources = find_sources(src)
-    sequences = (
-        parse_sequences(sources.sequences.read_text(errors="replace")) if sources.sequences else {}
-    )
+    listings, problems = {}, []
+    if sources.sequences:
+        text = sources.sequences.read_text(errors="replace")
+        listings, problems = read_sequences(text, str(sources.sequences))
     root = Path(out) / f"kth{size}"
-    summary = PrepareSummary("kth", root, skipped=list(sources.unreadable))
+    summary = PrepareSummary("kth", root, skipped=list(sources.unreadable) + problems)
     entries = []
-    with progress_bar(f"KTH {size}x{size}", len(sources.videos)) as advance:
-        for s in sources.videos:
-            file = f"videos/{s.name}.npy"
-            path = root / file
-            if path.exists():
-                frames = np.load(path, mmap_mode="r").shape[0]
-                summary.reused += 1
-            else:
-                try:
-                    video = _load(s, size)
-                except _BAD_INPUT as err:
-                    summary.skipped.append((s.label, _reason(err)))
-                    advance(0)
-                    continue
-                save_npy(path, video)
-                frames = len(video)
-            summary.videos += 1
-            summary.frames += frames
-            advance(frames)
-            segs = sequences.get(s.name)
-            entries.append(
-                {
-                    "name": s.name,
-                    "person": s.person,
-                    "action": s.action,
-                    "scenario": s.scenario,
-                    "split": s.split,
-                    "frames": frames,
-                    "file": file,
-                    "segments": [list(seg) for seg in segs] if segs is not None else None,
-                }
-            )
-    if entries:
+    with output_folder(root, ["videos"]) as removed:
+        summary.removed_temporaries = removed
+        with progress_bar(f"KTH {size}x{size}", len(sources.copies)) as advance:
+            for name, copies in sources.copies.items():
+                s = copies[0]
+                file = f"videos/{name}.npy"
+                path = root / file
+                frames = reusable_rows(path, (size, size), summary)
+                if frames is not None:
+                    summary.reused += 1
+                else:
+                    video = _convert(copies, size, summary)
+                    if video is None:
+                        advance(0)
+                        continue
+                    save_npy(path, video)
+                    frames = len(video)
+                summary.videos += 1
+                summary.frames += frames
+                advance(frames)
+                segments = None
+                if name in listings:
+                    label = str(sources.sequences)
+                    segments, bad = fit_segments(name, listings[name], frames, label)
+                    summary.skipped += bad
+                entries.append(
+                    {
+                        "name": name,
+                        "person": s.person,
+                        "action": s.action,
+                        "scenario": s.scenario,
+                        "split": s.split,
+                        "frames": frames,
+                        "file": file,
+                        "segments": None if segments is None else [list(g) for g in segments],
+                    }
+                )
+        if problem := _empty_splits(Path(src), sources, entries, summary.skipped):
+            remove_stale_index(root / "index.json")
+            raise DataSourceError(problem)
         index = {"dataset": "kth", "size": size, "videos": entries}
         write_json(
             root / "index.json", index | {"sequences_file": sources.sequences is not None}, indent=1

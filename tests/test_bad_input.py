@@ -1,0 +1,212 @@
+"""Damaged checkpoints, bad outputs and bad settings are named before any work is wasted, and a
+preempted run saves its work and says so (the data-preparation cases are in test_prepare_*)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from svg_lightning.analyze import analyze
+from svg_lightning.callbacks import StopOnNonFiniteLoss
+from svg_lightning.checkpoint import read_checkpoint
+from svg_lightning.errors import CheckpointError, ConfigError, NonFiniteLossError
+from svg_lightning.evaluate import evaluate
+from svg_lightning.files import write_json
+from svg_lightning.module import SVGModule
+from svg_lightning.sample import sample
+from svg_lightning.train import train
+from tests.helpers import TINY, compose_cfg
+
+NO_MEDIA = ["summary.enabled=false", "~callbacks.video_samples", "~callbacks.rich_progress_bar"]
+EVAL = ["eval.num_videos=2", "eval.num_samples=2", "eval.n_future=3", "logger=csv",
+        "trainer.accelerator=cpu"]  # fmt: skip
+
+
+def copy_run(trained_run: Path, dest: Path) -> Path:
+    shutil.copytree(trained_run, dest)
+    return dest / "checkpoints" / "last.ckpt"
+
+
+def edit_checkpoint(path: Path, edit) -> None:
+    ckpt = torch.load(path, weights_only=True)
+    edit(ckpt)
+    torch.save(ckpt, path)
+
+
+def test_non_finite_weights_are_refused_everywhere(tmp_path, trained_run):
+    ckpt = copy_run(trained_run, tmp_path / "run")
+    edit_checkpoint(ckpt, lambda c: c["state_dict"]["svg.frame_predictor.embed.weight"].fill_(
+        float("nan")))  # fmt: skip
+    npy = tmp_path / "clip.npy"
+    np.save(npy, np.random.default_rng(0).random((4, 32, 32), dtype=np.float32))
+    commands = {
+        "evaluate": lambda: evaluate(
+            compose_cfg(tmp_path / "e", f"ckpt_path={ckpt}", *EVAL, config_name="eval")
+        ),
+        "sample": lambda: sample(
+            compose_cfg(
+                tmp_path / "s",
+                f"ckpt_path={ckpt}",
+                f"input={npy}",
+                f"out={tmp_path / 'out'}",
+                "device=cpu",
+                config_name="sample",
+            )
+        ),  # fmt: skip
+        "analyze": lambda: analyze(
+            compose_cfg(
+                tmp_path / "a",
+                f"ckpt_path={ckpt}",
+                "command=prior",
+                "device=cpu",
+                config_name="analyze",
+            )
+        ),  # fmt: skip
+    }
+    for name, run in commands.items():
+        with pytest.raises(CheckpointError, match="non-finite") as err:
+            run()
+        assert str(ckpt) in str(err.value), name
+    assert not (tmp_path / "out").exists() and not list((tmp_path / "e").rglob("metrics.json"))
+
+
+def test_metrics_json_never_holds_bare_nan(tmp_path):
+    path = write_json(tmp_path / "m.json", {"ci95": float("nan"), "x": [np.float32(1.5)]})
+    doc = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"bare {c}"))
+    assert doc == {"ci95": None, "x": [1.5]}
+
+
+def test_flipped_bytes_in_a_checkpoint_are_detected(tmp_path, trained_run):
+    ckpt = copy_run(trained_run, tmp_path / "run")
+    with zipfile.ZipFile(ckpt) as archive:
+        member = max(archive.infolist(), key=lambda m: m.file_size)  # a tensor's data
+        offset = member.header_offset + 30 + len(member.filename.encode()) + len(member.extra)
+    data = bytearray(ckpt.read_bytes())
+    data[offset + member.file_size // 2] ^= 0x55
+    ckpt.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="does not match its CRC-32") as err:
+        read_checkpoint(ckpt)
+    assert member.filename in str(err.value)
+
+
+def test_directory_and_random_bytes_are_named_without_unsafe_advice(tmp_path):
+    with pytest.raises(CheckpointError, match="is a directory"):
+        read_checkpoint(tmp_path)
+    junk = tmp_path / "junk.ckpt"
+    junk.write_bytes(os.urandom(4096))
+    with pytest.raises(CheckpointError) as err:
+        read_checkpoint(junk)
+    assert str(junk) in str(err.value) and "weights_only" not in str(err.value)
+
+
+def test_resume_from_weights_that_do_not_fit_their_hyper_parameters(tmp_path, trained_run):
+    ckpt = copy_run(trained_run, tmp_path / "run")
+    edit_checkpoint(ckpt, lambda c: c["hyper_parameters"].update(rnn_size=16))
+    cfg = compose_cfg(tmp_path, *TINY, *NO_MEDIA, "model.rnn_size=16", f"ckpt_path={ckpt}")
+    cfg.paths.output_dir = str(tmp_path / "again")
+    with pytest.raises(CheckpointError, match="does not match its architecture") as err:
+        train(cfg)
+    assert str(ckpt) in str(err.value)
+    assert not (tmp_path / "again").exists()  # refused before the run folder was made
+
+
+def test_sample_output_must_be_a_folder_and_stale_videos_go(tmp_path, trained_run):
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    npy = tmp_path / "clip.npy"
+    np.save(npy, np.random.default_rng(0).random((4, 32, 32), dtype=np.float32))
+    taken = tmp_path / "taken.txt"
+    taken.write_text("mine")
+    cfg = lambda out, n: compose_cfg(  # noqa: E731
+        tmp_path, f"ckpt_path={ckpt}", f"input={npy}", f"out={out}", f"num_samples={n}",
+        "n_future=2", "device=cpu", config_name="sample",
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match="taken.txt is an existing file"):
+        sample(cfg(taken, 2))
+    assert taken.read_text() == "mine"
+    out = tmp_path / "futures"
+    sample(cfg(out, 3))
+    sample(cfg(out, 1))
+    assert sorted(p.name for p in out.glob("*.mp4")) == ["sample_00.mp4"]
+    assert np.load(out / "samples.npy").shape[0] == 1
+
+
+@pytest.mark.parametrize(
+    "override,needle",
+    [("eval.num_videos=0", "eval.num_videos=0 must be an integer >= 1 or null"),
+     ("eval.sample_chunk=0", "eval.sample_chunk=0 must be an integer >= 1 or null"),
+     ("eval.n_past=0", "eval.n_past=0 must be an integer >= 1")],
+)  # fmt: skip
+def test_bad_evaluation_settings_are_named(tmp_path, trained_run, override, needle):
+    cfg = compose_cfg(tmp_path, f"ckpt_path={trained_run / 'checkpoints' / 'last.ckpt'}", *EVAL,
+                      override, config_name="eval")  # fmt: skip
+    with pytest.raises(ConfigError, match=needle):
+        evaluate(cfg)
+
+
+def test_train_config_of_another_dataset_is_named(tmp_path, trained_run):
+    other = tmp_path / "bair.yaml"
+    text = (trained_run / "config.yaml").read_text()
+    other.write_text(text.replace("SMMNISTDataModule", "BAIRDataModule"))
+    cfg = compose_cfg(tmp_path, f"ckpt_path={trained_run / 'checkpoints' / 'last.ckpt'}", *EVAL,
+                      f"train_config={other}", config_name="eval")  # fmt: skip
+    with pytest.raises(ConfigError, match="BAIRDataModule with 3-channel") as err:
+        evaluate(cfg)
+    assert str(other) in str(err.value)
+
+
+def test_nan_stop_advice_depends_on_the_weights(tmp_path):
+    model = SVGModule(backbone="dcgan32", nf=4, g_dim=8, z_dim=2, rnn_size=8)
+    trainer = SimpleNamespace(default_root_dir=str(tmp_path), global_step=7)
+    stop = StopOnNonFiniteLoss()
+    with pytest.raises(NonFiniteLossError, match="Lower model.lr"):
+        stop.on_before_backward(trainer, model, torch.tensor(float("nan")))
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("inf"))
+    with pytest.raises(NonFiniteLossError, match="already non-finite"):
+        stop.on_before_backward(trainer, model, torch.tensor(float("nan")))
+
+
+@pytest.mark.slow
+def test_sigterm_saves_exits_non_zero_and_resumes(tmp_path):
+    """SLURM sends SIGTERM before preemption: the run saves last.ckpt, exits 143 saying how to
+    resume, and ckpt_path=last finishes it."""
+    env = {**os.environ, "SVG_ROOT": str(tmp_path), "WANDB_MODE": "offline"}
+    args = [*TINY, *NO_MEDIA, "trainer.max_steps=2000", "trainer.val_check_interval=1000",
+            "callbacks.last_checkpoint.every_n_train_steps=5"]  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "svg_lightning", *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    runs = tmp_path / "logs" / "quickstart" / "runs"
+    deadline = time.time() + 300
+    while not list(runs.glob("*/checkpoints/last.ckpt")) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 143, output[-3000:]
+    assert "stopped by SIGTERM" in output and "ckpt_path=last" in output
+    (ckpt,) = runs.glob("*/checkpoints/last.ckpt")
+    stopped_at = torch.load(ckpt, weights_only=True)["global_step"]
+    assert 0 < stopped_at < 2000
+    done = subprocess.run(
+        [sys.executable, "-m", "svg_lightning", *args, "trainer.max_steps=" + str(stopped_at + 3),
+         "ckpt_path=last"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
