@@ -15,9 +15,9 @@ def test_best_of_n_picks_by_time_average_per_video():
         ]
     )
     out = select(scores)
-    torch.testing.assert_close(out["best"], torch.tensor([[0.6, 0.9], [0.9, 0.8]]))
-    torch.testing.assert_close(out["worst"], torch.tensor([[0.5, 0.5], [0.1, 0.2]]))
-    torch.testing.assert_close(out["mean"], scores.mean(1))
+    torch.testing.assert_close(out["bestofN"], torch.tensor([[0.6, 0.9], [0.9, 0.8]]))
+    torch.testing.assert_close(out["worstofN"], torch.tensor([[0.5, 0.5], [0.1, 0.2]]))
+    torch.testing.assert_close(out["meanofN"], scores.mean(1))
 
 
 def test_reference_predictors_are_scored_on_the_same_frames():
@@ -25,10 +25,10 @@ def test_reference_predictors_are_scored_on_the_same_frames():
     target[:, :, :, 4:8, 4:8] = 1
     cond = target[:, :2]
     out = baseline_scores(cond, target)
-    assert torch.all(out["copy_last_psnr"] == 100)  # a still digit: copy-last is exact
-    assert torch.all(out["copy_last_ssim"] > 0.9999)
-    assert torch.all(out["black_ssim"] < 1) and torch.all(out["black_psnr"] < 100)
-    assert out["black_psnr"].shape == (2, 3)
+    assert torch.all(out["psnr_copy_last"] == 100)  # a still digit: copy-last is exact
+    assert torch.all(out["ssim_copy_last"] > 0.9999)
+    assert torch.all(out["ssim_black"] < 1) and torch.all(out["psnr_black"] < 100)
+    assert out["psnr_black"].shape == (2, 3)
 
 
 def test_video_noise_depends_only_on_seed_and_video():
@@ -46,10 +46,10 @@ def test_unique_first_drops_padded_duplicates():
 
 
 def test_metrics_document_mean_ci_and_curves():
-    curves = {"ssim_best": torch.tensor([[1.0, 3.0], [3.0, 5.0]]), "index": torch.tensor([0, 1])}
+    curves = {"ssim_bestofN": torch.tensor([[1.0, 3.0], [3.0, 5.0]]), "index": torch.tensor([0, 1])}
     m = build_metrics(curves, {"dataset": "smmnist", "n_past": 5, "n_future": 2})
-    s = m["summary"]["ssim_best"]
+    s = m["summary"]["ssim_bestofN"]
     assert s["mean"] == 3.0 and abs(s["ci95"] - 1.96) < 1e-9  # std of [2, 4] = sqrt(2)
-    assert m["curves"]["ssim_best"]["mean"] == [2.0, 4.0]
+    assert m["curves"]["ssim_bestofN"]["mean"] == [2.0, 4.0]
     assert m["protocol"]["num_videos"] == 2 and "valid region" in m["protocol"]["ssim"]
     assert "index" not in m["summary"]

@@ -599,7 +599,7 @@ def test_evaluate_without_a_run_folder(tmp_path, smmnist_lp):
     evaluate(cfg)
     m = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert (m["protocol"]["dataset"], m["protocol"]["n_past"]) == ("smmnist", 5)
-    assert len(m["curves"]["ssim_best"]["mean"]) == 3
+    assert len(m["curves"]["ssim_bestofN"]["mean"]) == 3
 
 
 @pytest.mark.slow

@@ -91,7 +91,7 @@ def test_quickstart_notebook(tmp_path, kernel):
     assert (metrics["protocol"]["num_videos"], metrics["protocol"]["num_samples"]) == (4, 3)
     assert pngs(nb) >= 2  # the sample grid and the curves
     text = "".join(stdout(c) for c in nb.cells if c.cell_type == "code")
-    assert "copy_last_ssim" in text and "black_ssim" in text
+    assert "ssim_copy_last" in text and "ssim_black" in text
 
 
 @pytest.mark.slow

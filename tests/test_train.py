@@ -25,9 +25,9 @@ def test_fit_writes_checkpoint_summary_and_samples(tiny_cfg):
     assert (out / "config.yaml").is_file() and "${" not in (out / "config.yaml").read_text()
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["protocol"]["num_videos"] == 3 and metrics["protocol"]["step"] == 2
-    for key in ("ssim_best", "psnr_best", "ssim_mean", "copy_last_ssim", "black_psnr"):
+    for key in ("ssim_bestofN", "psnr_bestofN", "ssim_meanofN", "ssim_copy_last", "psnr_black"):
         assert len(metrics["curves"][key]["mean"]) == 3
-    assert metrics["summary"]["ssim_best"]["mean"] >= metrics["summary"]["ssim_worst"]["mean"]
+    assert metrics["summary"]["ssim_bestofN"]["mean"] >= metrics["summary"]["ssim_worstofN"]["mean"]
     for name in ("samples.png", "samples.gif", "curves.png", "curves.csv"):
         assert (out / name).stat().st_size > 0
     ckpt = out / "checkpoints" / "last.ckpt"
@@ -41,7 +41,7 @@ def test_bf16_mixed_on_cpu(tiny_cfg):
     cfg = tiny_cfg("trainer.precision=bf16-mixed", "summary.enabled=false")
     train(cfg)
     (metrics,) = (Path(cfg.paths.output_dir) / "csv").rglob("metrics.csv")
-    assert "train/loss" in metrics.read_text() and "val/ssim_best" in metrics.read_text()
+    assert "train/loss" in metrics.read_text() and "val/ssim_bestofN" in metrics.read_text()
 
 
 @pytest.mark.parametrize(

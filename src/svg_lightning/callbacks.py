@@ -107,7 +107,7 @@ class TrainingCurves(pl.Callback):
     plots them at the end of fit as ``<run>/training_curves.png``. The history is kept in the
     checkpoint, so a resumed run plots its whole history."""
 
-    KEYS = ("train/loss", "train/mse", "train/kl", "val/ssim_best", "val/psnr_best")
+    KEYS = ("train/loss", "train/mse", "train/kl", "val/ssim_bestofN", "val/psnr_bestofN")
 
     def __init__(self):
         self.history: dict[str, list[tuple[int, float]]] = {k: [] for k in self.KEYS}

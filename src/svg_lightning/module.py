@@ -142,10 +142,9 @@ class SVGModule(pl.LightningModule):
         curves = self.score(batch, self.val_settings)
         size = batch["frames"].shape[0]
         for name, curve in curves.items():
-            name = name.replace("copy_last_", "copy_last/").replace("black_", "black/")
             self.log(
                 f"val/{name}", curve.mean(), batch_size=size, sync_dist=True,
-                prog_bar=name == "ssim_best",
+                prog_bar=name == "ssim_bestofN",
             )  # fmt: skip
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -20,9 +20,10 @@ from svg_lightning.module import EvalSettings, SVGModule
 from svg_lightning.viz import save_sample_gif, save_sample_grid
 
 SELECTION_RULE = (
-    "per video, each metric is averaged over the predicted frames for every sample; best/worst "
-    "keep the sample with the highest/lowest average (separately per metric), mean averages over "
-    "samples; the deterministic model is scored once"
+    "per video, each metric is averaged over the predicted frames for every sample of N; "
+    "<metric>_bestofN/_worstofN keep the sample with the highest/lowest average (separately per "
+    "metric), _meanofN averages over the N samples; _copy_last and _black are the two reference "
+    "predictors; the deterministic model is scored once"
 )
 CI_RULE = "95% CI = 1.96 * std / sqrt(n) over videos (per step: over the videos at that step)"
 BASELINES = {"copy_last": "copy last conditioning frame", "black": "all-black frame"}
@@ -101,11 +102,11 @@ def plot_curves(path: Path, runs: dict[str, dict], title: str = "") -> Path:
         for label, m in runs.items():
             x = frame_numbers(m)
             best_label = f"{label}: best sample" if len(runs) == 1 else label
-            _band(ax, x, m["curves"][f"{metric}_best"], label=best_label, linewidth=2)
-            if len(runs) == 1 and f"{metric}_mean" in m["curves"]:
-                _band(ax, x, m["curves"][f"{metric}_mean"], label=f"{label}: mean of samples")
+            _band(ax, x, m["curves"][f"{metric}_bestofN"], label=best_label, linewidth=2)
+            if len(runs) == 1 and f"{metric}_meanofN" in m["curves"]:
+                _band(ax, x, m["curves"][f"{metric}_meanofN"], label=f"{label}: mean of samples")
         for key, name in BASELINES.items():
-            curve = first["curves"][f"{key}_{metric}"]
+            curve = first["curves"][f"{metric}_{key}"]
             _band(ax, frame_numbers(first), curve, label=name, **BASELINE_STYLE[key])
         p = first["protocol"]["n_past"]
         ax.set(xlabel=f"predicted frame (conditioned on frames 1-{p})", title=metric.upper())
@@ -163,10 +164,10 @@ def print_report(metrics: dict, paths: dict[str, Path], label: str = "model") ->
     )
     fmt = lambda k: f"{sm[k]['mean']:.4f} ± {sm[k]['ci95'] or float('nan'):.4f}"
     rows = [
-        [f"{label}, best sample", fmt("ssim_best"), fmt("psnr_best")],
-        [f"{label}, mean over samples", fmt("ssim_mean"), fmt("psnr_mean")],
+        [f"{label}, best sample", fmt("ssim_bestofN"), fmt("psnr_bestofN")],
+        [f"{label}, mean over samples", fmt("ssim_meanofN"), fmt("psnr_meanofN")],
     ]
-    rows += [[name, fmt(f"{key}_ssim"), fmt(f"{key}_psnr")] for key, name in BASELINES.items()]
+    rows += [[name, fmt(f"ssim_{key}"), fmt(f"psnr_{key}")] for key, name in BASELINES.items()]
     print_table(title, ["predictor", "SSIM", "PSNR (dB)"], rows, paths)
 
 

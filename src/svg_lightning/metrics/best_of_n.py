@@ -22,11 +22,15 @@ NOISE_SEED_STRIDE = 1_000_003  # keeps (seed, video) pairs apart for any realist
 
 
 def select(scores: torch.Tensor) -> dict[str, torch.Tensor]:
-    """scores (B, S, T) -> best, mean and worst (B, T): best/worst pick, per video, the sample whose
-    time-averaged score is highest/lowest; mean averages over samples per time step."""
+    """scores (B, S, T) -> bestofN, meanofN and worstofN (B, T): best/worst pick, per video, the
+    sample whose time-averaged score is highest/lowest; mean averages over samples per step."""
     avg = scores.mean(-1)
     pick = lambda i: scores.gather(1, i[:, None, None].expand(-1, 1, scores.shape[-1]))[:, 0]
-    return {"best": pick(avg.argmax(1)), "mean": scores.mean(1), "worst": pick(avg.argmin(1))}
+    return {
+        "bestofN": pick(avg.argmax(1)),
+        "meanofN": scores.mean(1),
+        "worstofN": pick(avg.argmin(1)),
+    }
 
 
 def video_noise(
@@ -49,8 +53,8 @@ def baseline_scores(
     black = torch.zeros_like(target, dtype=torch.float32)
     out = {}
     for name, fn in metrics.items():
-        out[f"copy_last_{name}"] = fn(copy_last, target.float())
-        out[f"black_{name}"] = fn(black, target.float())
+        out[f"{name}_copy_last"] = fn(copy_last, target.float())
+        out[f"{name}_black"] = fn(black, target.float())
     return out
 
 
@@ -63,8 +67,8 @@ def score_chunks(
     metrics: dict = METRICS,
 ) -> dict[str, torch.Tensor]:
     """Score sampled futures of ``target`` (B, T, ...) chunk by chunk, dropping frames once scored
-    -> per-video per-step curves (B, T) named ``{metric}_{best|mean|worst}``,
-    ``copy_last_{metric}`` and ``black_{metric}``. ``chunks`` yield ``rows`` (indices into the
+    -> per-video per-step curves (B, T) named ``{metric}_{bestofN|meanofN|worstofN}``,
+    ``{metric}_copy_last`` and ``{metric}_black``. ``chunks`` yield ``rows`` (indices into the
     B * num_samples (video, sample) pairs, row ``b * num_samples + s``) and ``frames``."""
     b, t = target.shape[:2]
     scores = {name: torch.empty(b * num_samples, t, device=target.device) for name in metrics}

@@ -41,8 +41,8 @@ def compare(runs: list[Path], labels: list[str] | None, out: Path) -> dict[str, 
     for label, m in by_label.items():
         s = m["summary"]
         print(
-            f"{label}: SSIM {s['ssim_best']['mean']:.4f} ± {s['ssim_best']['ci95']:.4f}, "
-            f"PSNR {s['psnr_best']['mean']:.2f} ± {s['psnr_best']['ci95']:.2f}"
+            f"{label}: SSIM {s['ssim_bestofN']['mean']:.4f} ± {s['ssim_bestofN']['ci95']:.4f}, "
+            f"PSNR {s['psnr_bestofN']['mean']:.2f} ± {s['psnr_bestofN']['ci95']:.2f}"
         )
     print(f"plot: {out}")
     return by_label
