@@ -1,8 +1,7 @@
 import torch
 
 from svg_lightning.evaluate.report import build_metrics
-from svg_lightning.metrics.best_of_n import baseline_scores, select, video_noise
-from svg_lightning.module import unique_first
+from svg_lightning.metrics.best_of_n import baseline_scores, select, unique_first, video_noise
 
 
 def test_best_of_n_picks_by_time_average_per_video():
@@ -29,6 +28,7 @@ def test_reference_predictors_are_scored_on_the_same_frames():
     assert torch.all(out["ssim_copy_last"] > 0.9999)
     assert torch.all(out["ssim_black"] < 1) and torch.all(out["psnr_black"] < 100)
     assert out["psnr_black"].shape == (2, 3)
+    assert set(baseline_scores(None, target)) == {"ssim_black", "psnr_black"}  # no cond given
 
 
 def test_video_noise_depends_only_on_seed_and_video():

@@ -1,10 +1,13 @@
 """The media callbacks write the same files whatever the logger, and hand them to the logger."""
 
+import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
+from svg_lightning.callbacks import plot_history
 from svg_lightning.train import train
 
 RUN = [
@@ -63,3 +66,24 @@ def test_every_n_validations(tiny_cfg):
     train(cfg)
     gifs = list((Path(cfg.paths.output_dir) / "media").glob("samples_step*.gif"))
     assert [g.name for g in gifs] == ["samples_step0000002.gif"]
+
+
+def test_validation_scores_are_logged_at_the_step_media_and_checkpoints_name(tiny_cfg):
+    cfg = tiny_cfg("logger=csv", *RUN)
+    train(cfg)
+    out = Path(cfg.paths.output_dir)
+    (metrics,) = (out / "csv").rglob("metrics.csv")
+    rows = list(csv.DictReader(metrics.open()))
+    val_steps = sorted(int(r["step"]) for r in rows if r.get("val/ssim_bestofN"))
+    media_steps = sorted(int(p.stem[-7:]) for p in (out / "media").glob("samples_step*.gif"))
+    assert val_steps == media_steps == [2, 4]
+    (best,) = (out / "checkpoints").glob("step*.ckpt")
+    assert int(best.stem[4:]) in val_steps
+
+
+def test_training_curves_show_a_single_point(tmp_path):
+    """A run too short for a line still draws its points (a one-point line is invisible)."""
+    path = plot_history({"train/loss": [(1, 0.5)]}, tmp_path / "curves.png")
+    rgb = np.asarray(Image.open(path).convert("RGB"), dtype=int)
+    colored = (rgb.max(-1) - rgb.min(-1)) > 60  # the data's colour; axes and text are grey
+    assert colored.sum() > 10

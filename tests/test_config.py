@@ -1,17 +1,28 @@
+import re
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
+from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from hydra.utils import instantiate
+from pytorch_lightning.callbacks import EarlyStopping
 
 from svg_lightning.config import TRAINING_SETTINGS, config_dir, validate_config
 from svg_lightning.errors import ConfigError, DataNotPreparedError
 from svg_lightning.models.config import SVGConfig
-from tests.helpers import compose_cfg
+from tests.helpers import compose_cfg, run_cli
 from tests.helpers.reference import SPEC_COUNTS, count
 
 EXPERIMENTS = sorted(p.stem for p in (Path(config_dir()) / "experiment").glob("*.yaml"))
+DEBUGS = sorted(p.stem for p in (Path(config_dir()) / "debug").glob("*.yaml"))
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (Path(config_dir()) / group).glob("*.yaml"))
+
+
 # Experiments whose model is in the reference's parameter table.
 PAPER_COUNTS = {
     "smmnist_lp": "smmnist_lp",
@@ -131,17 +142,136 @@ def test_unknown_experiment_and_key_fail_at_composition(tmp_path):
         compose_cfg(tmp_path, "model.nonexistent=1")
 
 
-@pytest.mark.parametrize("preset", ["cpu", "gpu", "ddp"])
+ACCELERATORS = {"cpu": "cpu", "gpu": "gpu", "ddp": "gpu", "ddp_sim": "cpu", "mps": "mps"}
+
+
+def test_every_trainer_preset_is_tested():
+    assert sorted(ACCELERATORS) == sorted(set(options("trainer")) - {"default"})
+
+
+@pytest.mark.parametrize("preset", sorted(ACCELERATORS))
 def test_trainer_presets_compose(tmp_path, preset):
     cfg = compose_cfg(tmp_path, f"trainer={preset}", "trainer.precision=bf16-mixed")
-    if preset != "cpu" and not torch.cuda.is_available():
+    accelerator = ACCELERATORS[preset]
+    if accelerator == "gpu" and not torch.cuda.is_available():
         # A GPU preset on a machine without one is refused with the other settings.
         with pytest.raises(ConfigError, match="no CUDA GPU; use trainer=cpu"):
+            validate_config(cfg)
+    elif accelerator == "mps" and not torch.backends.mps.is_available():
+        with pytest.raises(ConfigError, match="MPS is not available here; use trainer=cpu"):
             validate_config(cfg)
     else:
         validate_config(cfg)
     assert cfg.trainer.precision == "bf16-mixed"
-    assert cfg.trainer.accelerator == {"cpu": "cpu", "gpu": "gpu", "ddp": "gpu"}[preset]
+    assert cfg.trainer.accelerator == accelerator
+
+
+def test_ddp_sim_is_two_cpu_processes(tmp_path):
+    cfg = compose_cfg(tmp_path, "trainer=ddp_sim")
+    validate_config(cfg)
+    t = cfg.trainer
+    assert (t.accelerator, t.devices, t.strategy) == ("cpu", 2, "ddp_spawn")
+
+
+@pytest.mark.parametrize(
+    "override,group,option",
+    [
+        ("debug=fdrr", "debug", "fdr"),
+        ("hparams_search=smmnist_bta", "hparams_search", "smmnist_beta"),
+    ],
+)
+def test_misspelt_option_fails_listing_the_options(tmp_path, override, group, option):
+    with pytest.raises(MissingConfigException) as err:
+        compose_cfg(tmp_path, override)
+    msg = str(err.value)
+    assert f"Could not find '{group}/{override.split('=')[1]}'" in msg
+    assert f"Available options in '{group}'" in msg
+    assert re.search(rf"^\s*{option}$", msg, re.M)
+
+
+def compose_with_hydra(*overrides: str):
+    """The config with its ``hydra`` node (run and sweep folders), paths as a user has them."""
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose("train", overrides=list(overrides), return_hydra_config=True)
+
+
+@pytest.mark.parametrize("experiment", [None, "smmnist_lp"])
+@pytest.mark.parametrize("debug", DEBUGS)
+def test_debug_configs_write_under_logs_debug_without_wandb(tmp_path, debug, experiment):
+    """Also after +experiment=..., which comes later in the defaults and sets the task name."""
+    extra = [f"+experiment={experiment}"] if experiment else []
+    cfg = compose_with_hydra(f"debug={debug}", *extra)
+    task = experiment or "quickstart"
+    assert cfg.task_name == task
+    for folder in (cfg.hydra.run.dir, cfg.hydra.sweep.dir):
+        assert Path(folder).parts[-5:-2] == ("logs", "debug", task)
+    assert list(cfg.logger) == ["csv"]
+    assert cfg.trainer.accelerator == "cpu" and not cfg.summary.enabled
+    validate_config(compose_cfg(tmp_path, f"debug={debug}", *extra))
+
+
+def test_debug_variants_set_what_they_are_named_for():
+    t = {d: compose_with_hydra(f"debug={d}").trainer for d in DEBUGS}
+    assert DEBUGS == ["default", "fdr", "limit", "overfit", "profiler"]
+    assert t["default"].detect_anomaly and t["default"].max_epochs == 1
+    assert t["fdr"].fast_dev_run is True
+    assert t["limit"].limit_train_batches == 5 and t["limit"].limit_val_batches == 2
+    assert t["overfit"].overfit_batches == 1
+    assert t["profiler"].profiler._target_.endswith("SimpleProfiler")
+    assert not t["profiler"].detect_anomaly  # timings without anomaly detection's overhead
+
+
+def test_real_runs_are_not_under_logs_debug():
+    cfg = compose_with_hydra()
+    assert Path(cfg.hydra.run.dir).parts[-4:-2] == ("logs", "quickstart")
+
+
+def test_many_loggers(tmp_path):
+    cfg = compose_cfg(tmp_path, "logger=many_loggers")
+    assert sorted(cfg.logger) == ["csv", "tensorboard", "wandb"]
+
+
+def test_early_stopping_is_added_next_to_the_default_callbacks(tmp_path):
+    default = compose_cfg(tmp_path).callbacks
+    assert "early_stopping" not in default
+    cfg = compose_cfg(tmp_path, "callbacks=[default,early_stopping]")
+    assert list(cfg.callbacks) == [*default, "early_stopping"]
+    stop = instantiate(cfg.callbacks.early_stopping)
+    assert isinstance(stop, EarlyStopping)
+    assert (stop.monitor, stop.mode) == (cfg.optimized_metric, "max")
+
+
+def test_config_tree_is_printed_unless_turned_off(tmp_path):
+    assert compose_cfg(tmp_path).extras.print_config is True
+    assert compose_cfg(tmp_path, "extras.print_config=false").extras.print_config is False
+
+
+HELP = Path(config_dir()) / "hydra" / "help"
+
+
+@pytest.mark.parametrize(
+    "command,groups", [("eval", ["trainer", "logger"]), ("analyze", ["logger"]), ("sample", [])]
+)
+def test_each_command_help_lists_its_own_groups(command, groups):
+    help_cfg = yaml.safe_load((HELP / f"{command}.yaml").read_text())
+    template = help_cfg["template"]
+    listed = dict(re.findall(r"^(\w+): ([\w, ]*\w)", template, re.M))
+    assert sorted(listed) == sorted(groups)
+    for group in groups:  # the options named are the ones that exist
+        assert listed[group].split(", ") == options(group)
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(command, return_hydra_config=True)
+    assert cfg.hydra.help.app_name == help_cfg["app_name"]  # the command selects its own help
+
+
+@pytest.mark.slow
+def test_evaluate_help_through_the_cli(tmp_path):
+    r = run_cli("svg_lightning.evaluate", tmp_path, "--help")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "python -m svg_lightning.evaluate ckpt_path=" in r.stdout
+    assert "trainer: cpu, ddp" in r.stdout
+    assert not re.search(r"^(data|model|experiment|debug):", r.stdout, re.M)
+    assert not (tmp_path / "logs").exists()
 
 
 def test_evaluation_uses_the_trainer_group(tmp_path):

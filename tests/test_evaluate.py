@@ -181,7 +181,19 @@ def test_compare_overlays_runs(tmp_path, run_dir):
     runs = [str(tmp_path / n / "out") for n in ("a", "b")]
     assert compare([*runs, "--out", str(out), "--labels", "lp", "lp-again"]) == 0
     assert out.stat().st_size > 0
+    assert compare(runs) == 0  # by default the plot goes next to the inputs
+    assert (tmp_path / "compare.png").stat().st_size > 0
     assert compare([str(tmp_path / "missing")]) == 2
+
+
+def test_compare_warns_when_runs_were_scored_differently(tmp_path, run_dir, capsys):
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    evaluate(eval_cfg(tmp_path / "a", ckpt))
+    evaluate(eval_cfg(tmp_path / "b", ckpt, "eval.num_samples=2"))
+    runs = [str(tmp_path / n / "out") for n in ("a", "b")]
+    capsys.readouterr()
+    assert compare_main(runs) == 0
+    assert "differ in num_samples" in capsys.readouterr().err
 
 
 def test_reference_ssim_is_opt_in_and_reported_beside(tmp_path, run_dir):

@@ -1,6 +1,7 @@
 """A run survives interruption: exact resume, SIGKILL, corrupt checkpoints, NaN losses."""
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 from svg_lightning.errors import CheckpointError, NonFiniteLossError
-from svg_lightning.train import train
+from svg_lightning.train import WEIGHTS_ONLY_NOTE, train
 from tests.helpers import TINY
 
 NO_MEDIA = ["summary.enabled=false", "~callbacks.video_samples", "~callbacks.rich_progress_bar"]
@@ -59,7 +60,10 @@ def test_ckpt_path_last_finds_the_newest_run(tmp_path, tiny_cfg):
     assert state["global_step"] == 4
 
 
-def test_resume_keeps_the_wandb_run(tmp_path, tiny_cfg):
+def test_offline_resume_gives_each_wandb_run_one_offline_folder(tmp_path, tiny_cfg, caplog):
+    """W&B cannot continue a run offline: a second offline copy under the same id would replace
+    the first when synced. The resumed training is a W&B run of its own, in the same group
+    (online it continues the run: test_train.py::test_offline_wandb_does_not_continue_a_run)."""
     cfg = tiny_cfg(*NO_MEDIA, "logger=wandb", "trainer.max_steps=2")
     cfg.paths.output_dir = str(tmp_path / "a")
     train(cfg)
@@ -68,10 +72,39 @@ def test_resume_keeps_the_wandb_run(tmp_path, tiny_cfg):
     again = tiny_cfg(*NO_MEDIA, "logger=wandb", "trainer.max_steps=3", f"ckpt_path={ckpt}")
     again.paths.output_dir = str(tmp_path / "b")
     train(again)
-    assert (
-        first_id
-        and json.loads((tmp_path / "b" / "run_info.json").read_text())["wandb_id"] == first_id
-    )
+    second_id = json.loads((tmp_path / "b" / "run_info.json").read_text())["wandb_id"]
+    assert first_id and second_id and first_id != second_id
+    folders = sorted(p.name.rsplit("-", 1)[1] for p in tmp_path.glob("*/wandb/offline-run-*"))
+    assert folders == sorted([first_id, second_id])
+    assert f"cannot continue run {first_id} offline" in caplog.text
+
+
+def test_resume_is_quiet_about_what_is_not_true_here(tmp_path, tiny_cfg, recwarn):
+    """Resuming mid-epoch is exact (training items are a function of (seed, index), read from
+    the step's position) and checkpoints are full on purpose: Lightning's messages saying
+    otherwise are silenced, by train() itself (tests and notebooks call it directly)."""
+    lightning = logging.getLogger("pytorch_lightning")
+    records = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = records.append
+    lightning.addHandler(handler)
+    try:
+        cfg = tiny_cfg(*NO_MEDIA, "trainer.max_steps=2")
+        cfg.paths.output_dir = str(tmp_path / "a")
+        train(cfg)
+        ckpt = tmp_path / "a" / "checkpoints" / "last.ckpt"
+        again = tiny_cfg(*NO_MEDIA, "trainer.max_steps=3", f"ckpt_path={ckpt}")
+        again.paths.output_dir = str(tmp_path / "b")
+        train(again)
+        # Lightning's own saves without weights_only (SIGTERM, SLURM requeue) say it too.
+        connector = logging.getLogger("pytorch_lightning.trainer.connectors.checkpoint_connector")
+        connector.info(WEIGHTS_ONLY_NOTE)
+    finally:
+        lightning.removeHandler(handler)
+    assert torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt")["global_step"] == 3
+    messages = [str(w.message) for w in recwarn] + [r.getMessage() for r in records]
+    assert any("Restoring states from the checkpoint" in m for m in messages)  # really resumed
+    assert not [m for m in messages if "not resumable" in m or "`weights_only` was not set" in m]
 
 
 @pytest.mark.parametrize(

@@ -88,14 +88,18 @@ class VideoSamples(pl.Callback):
         fig = Figure(figsize=(10 if lp else 5, 3.2))
         axes = fig.subplots(1, 2 if lp else 1, squeeze=False)
         axes[0, 0].bar(frames, kl.numpy(), color="tab:blue")
-        axes[0, 0].set(xlabel="predicted frame", ylabel="KL (nats)", title="KL per step")
+        axes[0, 0].set(xlabel="predicted frame (from 1)", ylabel="KL (nats)", title="KL per step")
         if lp:
             sigma = latents.prior_logvar.float().mul(0.5).exp().mean(-1).cpu()  # (B, T-1)
-            for row in sigma:
-                axes[0, 1].plot(frames, row.numpy(), alpha=0.8)
-            axes[0, 1].set(xlabel="predicted frame", ylabel="mean sigma", title="learned prior")
+            for i, row in enumerate(sigma):
+                axes[0, 1].plot(frames, row.numpy(), alpha=0.8, label=f"video {i + 1}")
+            axes[0, 1].legend(fontsize=7)
+            axes[0, 1].set(
+                xlabel="predicted frame (from 1)", ylabel="mean sigma", title="learned prior"
+            )
         for ax in axes[0]:
             ax.axvline(n_past + 0.5, color="k", linestyle=":", linewidth=1)
+            ax.xaxis.get_major_locator().set_params(integer=True)
         fig.suptitle(f"step {step}")
         fig.tight_layout()
         fig.savefig(path, dpi=100)
@@ -146,8 +150,11 @@ def plot_history(history: dict[str, list[tuple[int, float]]], path: Path) -> Pat
     axes = fig.subplots(1, len(keys), squeeze=False)
     for ax, key in zip(axes[0], keys):
         steps, values = zip(*history[key])
-        ax.plot(steps, values, marker="o" if key.startswith("val/") else None, markersize=3)
-        ax.set(title=key, xlabel="step")
+        # Markers for validation scores, and for any curve too short to draw a line.
+        marker = "o" if key.startswith("val/") or len(steps) < 3 else None
+        ax.plot(steps, values, marker=marker, markersize=3)
+        ax.set(title=key, xlabel="optimizer step")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         if key in ("train/loss", "train/mse") and min(values) > 0:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)

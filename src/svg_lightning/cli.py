@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,12 +32,11 @@ from svg_lightning.evaluate import evaluate
 from svg_lightning.evaluate.compare import compare
 from svg_lightning.loggers import finish_wandb
 from svg_lightning.sample import sample
-from svg_lightning.train import train
+from svg_lightning.train import quiet_known_warnings, train
 
 log = logging.getLogger("svg_lightning")
 
-# Lightning 2.6 calls a torch pytree API that torch 2.10+ deprecates; nothing for users to act on.
-warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+quiet_known_warnings()  # every command: the messages that are not true of this package
 
 
 def guarded(command: Callable, *args, hydra_logging: bool = True):
@@ -128,7 +126,9 @@ def compare_main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("runs", nargs="+", type=Path, help="evaluation folders or metrics.json")
     parser.add_argument("--labels", nargs="*", help="one label per run (default: folder names)")
-    parser.add_argument("--out", type=Path, default=Path("compare.png"))
+    parser.add_argument(
+        "--out", type=Path, default=None, help="the plot (default: compare.png next to the runs)"
+    )
     args = parser.parse_args(argv)
     try:
         guarded(compare, args.runs, args.labels, args.out, hydra_logging=False)

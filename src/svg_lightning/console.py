@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from rich.console import Console
+from rich.progress import track
 from rich.table import Table
+
+
+def progress(items: Iterable, description: str, total: int | None = None) -> Iterator:
+    """``items`` with a progress bar (items done, time elapsed and left)."""
+    return iter(track(items, description=description, total=total))
 
 
 def print_table(title: str, columns: list[str], rows: list[list], paths: dict[str, Path]) -> None:

@@ -1,52 +1,79 @@
 """Experiment loggers, written once for training, evaluation and analysis: instantiating the
 ``logger`` config group, sending scalars and media to each logger in the form it can show, and
-a W&B logger that runs offline by itself when it cannot reach the service."""
+a W&B logger that runs offline by itself when it cannot reach its server."""
 
 from __future__ import annotations
 
 import logging
+import netrc
 import os
 import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from PIL import Image, ImageSequence
 from pytorch_lightning.loggers import Logger, TensorBoardLogger, WandbLogger
 
 log = logging.getLogger(__name__)
 
-WANDB_HOST = ("api.wandb.ai", 443)
+PUBLIC_WANDB = "https://api.wandb.ai"
+# W&B job types by Hydra job name (hydra.job.name of each command's primary config).
+JOB_TYPES = {"train": "train", "evaluate": "eval", "analyze": "analyze"}
+
+
+def wandb_server() -> tuple[str, int, str]:
+    """(host, port, netloc) of the W&B server runs go to: ``WANDB_BASE_URL`` (a self-hosted
+    server) when set, else the public service."""
+    url = urlsplit(os.environ.get("WANDB_BASE_URL") or PUBLIC_WANDB)
+    port = url.port or (80 if url.scheme == "http" else 443)
+    return url.hostname or "", port, url.netloc
 
 
 def _has_api_key() -> bool:
+    """An API key in the environment, or in the netrc file (``$NETRC`` or ~/.netrc) for the
+    server's host, where ``wandb login`` writes it (under host:port for a non-default port)."""
     if os.environ.get("WANDB_API_KEY"):
         return True
+    host, _, netloc = wandb_server()
     try:
-        import netrc
-
-        return netrc.netrc().authenticators("api.wandb.ai") is not None
-    except (FileNotFoundError, netrc.NetrcParseError):
+        found = netrc.netrc(os.environ.get("NETRC") or None)
+    except (OSError, netrc.NetrcParseError):
         return False
+    return any(found.authenticators(machine) for machine in dict.fromkeys((netloc, host)))
 
 
 def _reachable(timeout: float = 2.0) -> bool:
+    host, port, _ = wandb_server()
     try:
-        with socket.create_connection(WANDB_HOST, timeout=timeout):
+        with socket.create_connection((host, port), timeout=timeout):
             return True
     except OSError:
         return False
 
 
-def wandb_logger(offline: bool | None = None, **kwargs) -> WandbLogger:
-    """``offline=None`` decides: online only with an API key and a reachable service (or
-    ``WANDB_MODE=online``); offline otherwise, and says how to sync the run later."""
+def wandb_logger(offline: bool | None = None, **kwargs) -> WandbLogger | None:
+    """``offline=None`` decides: online only with an API key and a reachable server (or
+    ``WANDB_MODE=online``); offline otherwise, and says how to sync the run later.
+    ``WANDB_MODE=disabled``: no logger at all (None), so no W&B run of any kind."""
+    mode = os.environ.get("WANDB_MODE")
+    if mode == "disabled":
+        log.info("WANDB_MODE=disabled: no W&B logger and no W&B run")
+        return None
     if offline is None:
-        mode = os.environ.get("WANDB_MODE")
-        offline = mode in ("offline", "disabled") or (
-            mode != "online" and not (_has_api_key() and _reachable())
+        offline = mode == "offline" or (mode != "online" and not (_has_api_key() and _reachable()))
+    if offline and kwargs.get("id") and kwargs.get("resume"):
+        # W&B cannot continue a run offline: it would write a second offline copy of the run under
+        # the same id, and syncing that copy replaces what the first one uploaded.
+        log.warning(
+            "W&B is offline and cannot continue run %s offline: this resumed training is logged "
+            "as a new W&B run (same name and group)",
+            kwargs["id"],
         )
+        kwargs = {**kwargs, "id": None, "resume": None}
     logger = WandbLogger(offline=offline, **kwargs)
     if offline:
         save_dir = kwargs.get("save_dir", ".")
@@ -58,20 +85,38 @@ def wandb_logger(offline: bool | None = None, **kwargs) -> WandbLogger:
     return logger
 
 
+def command_job_type() -> str | None:
+    """The W&B job type of the running command (train, eval, analyze), or None outside a
+    Hydra command (tests, notebooks)."""
+    if not HydraConfig.initialized():
+        return None
+    return JOB_TYPES.get(HydraConfig.get().job.name)
+
+
 def instantiate_loggers(
-    group: DictConfig | None, save_dir: str | Path | None = None, wandb_name: str | None = None
+    group: DictConfig | None,
+    save_dir: str | Path | None = None,
+    wandb_name: str | None = None,
+    job_type: str | None = None,
 ) -> list[Logger]:
     """One logger per entry of the ``logger`` group; evaluation and analysis write into their own
-    folder (``save_dir``) and name their W&B run (``wandb_name``)."""
+    folder (``save_dir``) and name their W&B run (``wandb_name``). The W&B job type is
+    ``job_type``, else the config's, else the command's."""
     loggers = []
     for name, lg in (group or {}).items():
         if lg is None:
             continue
-        if save_dir is not None:
-            lg = OmegaConf.merge(lg, {"save_dir": str(save_dir)})
-        if name == "wandb" and wandb_name:
-            lg = OmegaConf.merge(lg, {"name": wandb_name})
-        loggers.append(instantiate(lg))
+        settings = {} if save_dir is None else {"save_dir": str(save_dir)}
+        if name == "wandb":
+            settings["job_type"] = job_type or lg.get("job_type") or command_job_type()
+            if wandb_name:
+                settings["name"] = wandb_name
+        if settings:
+            with open_dict(lg):  # a run's config.yaml may predate a key (job_type)
+                lg = OmegaConf.merge(lg, settings)
+        logger = instantiate(lg)
+        if logger is not None:
+            loggers.append(logger)
     return loggers
 
 

@@ -13,7 +13,14 @@ import pytorch_lightning as pl
 import torch
 
 import svg_lightning
-from svg_lightning.metrics.best_of_n import METRICS, REFERENCE_METRICS, score_chunks, video_noise
+from svg_lightning.metrics.best_of_n import (
+    METRICS,
+    REFERENCE_METRICS,
+    BestOfN,
+    score_chunks,
+    video_noise,
+)
+from svg_lightning.metrics.best_of_n import unique_first as unique_first  # importable here too
 from svg_lightning.models.batchnorm import BN_STATS
 from svg_lightning.models.config import SVGConfig
 from svg_lightning.models.losses import svg_loss
@@ -110,11 +117,12 @@ class SVGModule(pl.LightningModule):
         num_samples: int = 1,
         chunk_size: int | None = None,
         noise: torch.Tensor | None = None,
+        wrap=None,
     ) -> Samples:
         """``num_samples`` futures per sequence of ``cond`` (B, n_cond, C, H, W): ``SVG.sample``."""
         with self.eval_mode():
             return self.svg.sample(
-                cond, n_future, num_samples, chunk_size or self.hparams.sample_chunk, noise
+                cond, n_future, num_samples, chunk_size or self.hparams.sample_chunk, noise, wrap
             )
 
     def noise_for(self, index: torch.Tensor, settings: EvalSettings) -> torch.Tensor | None:
@@ -142,10 +150,22 @@ class SVGModule(pl.LightningModule):
         curves = self.score(batch, self.val_settings)
         size = batch["frames"].shape[0]
         for name, curve in curves.items():
+            # logger=False: on_validation_end sends them to the loggers (at the right step).
             self.log(
-                f"val/{name}", curve.mean(), batch_size=size, sync_dist=True,
+                f"val/{name}", curve.mean(), batch_size=size, sync_dist=True, logger=False,
                 prog_bar=name == "ssim_bestofN",
             )  # fmt: skip
+
+    def on_validation_end(self) -> None:
+        """Validation scores go to the loggers at the optimizer step they were measured after,
+        the number checkpoints and media are named with (Lightning would log them one lower)."""
+        if self.trainer.sanity_checking:
+            return
+        scores = {
+            k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("val/")
+        }
+        for logger in self.loggers:
+            logger.log_metrics(scores, step=self.global_step)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[META_KEY] = {"version": svg_lightning.__version__, "format": CHECKPOINT_FORMAT}
@@ -164,29 +184,25 @@ class SVGModule(pl.LightningModule):
 
 
 class BestOfNTest(pl.LightningModule):
-    """``Trainer.test`` of ``model`` under ``settings``: per-video curves, gathered from every
-    process with the duplicates a distributed sampler pads with dropped, so any number of
-    processes gives the same numbers. Use through ``test_curves``."""
+    """``Trainer.test`` of ``model`` under ``settings``: per-video curves, scored chunk by chunk
+    and kept by a ``BestOfN`` metric, which gathers them from every process and drops the
+    duplicates a distributed sampler pads with, so any number of processes gives the same
+    numbers. Use through ``test_curves``."""
 
     def __init__(self, model: SVGModule, settings: EvalSettings):
         super().__init__()
         self.model, self.settings = model, settings
-        self.outputs: list[dict[str, torch.Tensor]] = []
+        self.best_of_n = BestOfN(reference_ssim=settings.reference_ssim)
         self.curves: dict[str, torch.Tensor] = {}
 
     def test_step(self, batch, batch_idx):
-        curves = self.model.score(batch, self.settings)
-        curves["index"] = batch["index"]
-        self.outputs.append({k: v.detach() for k, v in curves.items()})
+        self.best_of_n.update_curves(self.model.score(batch, self.settings), batch["index"])
 
     def on_test_epoch_end(self) -> None:
-        local = {k: torch.cat([o[k] for o in self.outputs]) for k in self.outputs[0]}
-        gathered = {k: self.all_gather(v) for k, v in local.items()}
-        if self.trainer.world_size > 1:
-            gathered = {k: v.flatten(0, 1) for k, v in gathered.items()}
-        index, first = unique_first(gathered.pop("index"))
-        self.curves = {k: v[first].cpu() for k, v in gathered.items()} | {"index": index.cpu()}
-        self.outputs = []
+        result = self.best_of_n.compute()
+        self.curves = {k: v.cpu() for k, v in result.per_video.items()}
+        self.curves["index"] = result.index.cpu()
+        self.best_of_n.reset()
 
 
 def test_curves(
@@ -198,11 +214,3 @@ def test_curves(
     task = BestOfNTest(model, settings)
     trainer.test(task, datamodule=datamodule, verbose=False)
     return task.curves
-
-
-def unique_first(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sorted unique values of ``index`` and the position of each one's first occurrence."""
-    values, inverse = torch.unique(index, return_inverse=True)
-    pos = torch.arange(index.numel(), device=index.device)
-    first = torch.full_like(values, index.numel()).scatter_reduce(0, inverse, pos, "amin")
-    return values, first

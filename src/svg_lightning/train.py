@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import logging
+import re
+import shutil
+import warnings
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
 import pytorch_lightning as pl
 from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
+from pytorch_lightning.utilities.warnings import PossibleUserWarning
+from rich.console import Console
+from rich.syntax import Syntax
+from rich.tree import Tree
 
 from svg_lightning import runs
 from svg_lightning.callbacks import SaveOnSigterm
@@ -24,6 +34,44 @@ from svg_lightning.loggers import finish_wandb, instantiate_loggers
 from svg_lightning.module import test_curves
 
 log = logging.getLogger(__name__)
+
+# Lightning's log line each time a checkpoint is saved without an explicit weights_only.
+WEIGHTS_ONLY_NOTE = "`weights_only` was not set, defaulting to `False`."
+NOT_RESUMABLE = (
+    "You're resuming from a checkpoint that ended before the epoch ended and your dataloader is "
+    "not resumable"
+)
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, message: str):
+        super().__init__()
+        self.message = message
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != self.message
+
+
+_WEIGHTS_ONLY_FILTER = _DropMessage(WEIGHTS_ONLY_NOTE)
+
+
+def quiet_known_warnings() -> None:
+    """Silence the messages of Lightning and torch that are not true of this package, and only
+    those. Called by every command (cli.py) and by ``train()``, which tests and notebooks call
+    directly; calling it again puts the filters back in front of any added since."""
+    # Lightning 2.6 calls a torch pytree API that torch 2.10+ deprecates; nothing to act on.
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    # Resuming is exact by design: training item i is a pure function of (seed, i) and the
+    # sampler starts at step * batch size * world size (data/base.py), so a checkpoint taken in
+    # the middle of an "epoch" continues with the very batches an uninterrupted run would see.
+    warnings.filterwarnings(
+        "ignore", message=re.escape(NOT_RESUMABLE), category=PossibleUserWarning
+    )
+    # Our checkpoints are full on purpose (optimizer and loop state, for an exact resume) and
+    # hold only plain values: they load with weights_only=True.
+    connector = logging.getLogger("pytorch_lightning.trainer.connectors.checkpoint_connector")
+    if _WEIGHTS_ONLY_FILTER not in connector.filters:
+        connector.addFilter(_WEIGHTS_ONLY_FILTER)
 
 
 def requeued_checkpoint(out: Path) -> Path | None:
@@ -56,11 +104,87 @@ def resume_from(cfg: DictConfig) -> Path | None:
     return ckpt
 
 
+class SaveLastAtEnd(pl.Callback):
+    """``last.ckpt`` at the final step, whatever the checkpoint interval. Saved where training
+    ran: under ddp_spawn (trainer=ddp_sim) the processes that trained hold the step and the
+    optimizer state, not the one that started them."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.fast_dev_run:
+            # Full (optimizer and loop state too), so that training can go on from it.
+            trainer.save_checkpoint(self.path, weights_only=False)
+
+
+def wandb_names(task: str, overrides: str = "", sweep: str | None = None) -> tuple[str, str]:
+    """(run name, group) of a W&B run: the task, plus the overridden values when there are any
+    (Hydra's override_dirname, e.g. ``smmnist_lp[model.beta=0.001]``); the jobs of one multirun
+    (``sweep``: its folder's name) share a group of their own."""
+    name = f"{task}[{overrides}]" if overrides else task
+    return name, f"{task}-sweep-{sweep}" if sweep else task
+
+
+def name_wandb_run(cfg: DictConfig) -> None:
+    """Fill the W&B settings left null in the config (name, group, job_type), from the Hydra
+    job when there is one (the command line), else from the task alone (tests, notebooks)."""
+    wandb = OmegaConf.select(cfg, "logger.wandb")
+    if not wandb:
+        return
+    overrides, sweep = "", None
+    if HydraConfig.initialized():
+        hc = HydraConfig.get()
+        overrides = hc.job.override_dirname or ""
+        sweep = Path(hc.sweep.dir).name if hc.mode == RunMode.MULTIRUN else None
+    name, group = wandb_names(cfg.task_name, overrides, sweep)
+    with open_dict(wandb):
+        for key, value in (("name", name), ("group", group), ("job_type", "train")):
+            if wandb.get(key) is None:
+                wandb[key] = value
+
+
+@rank_zero_only
+def print_config(cfg: DictConfig) -> None:
+    """The resolved config as a tree: one branch per group, the rest at the end."""
+    tree = Tree("[bold]config[/bold]", guide_style="dim")
+    groups = {k: v for k, v in cfg.items() if isinstance(v, DictConfig)}
+    rest = {k: v for k, v in cfg.items() if k not in groups}
+    for key, node in groups.items():
+        text = OmegaConf.to_yaml(node, resolve=True).rstrip() or "{}"
+        tree.add(f"[bold]{key}[/bold]").add(Syntax(text, "yaml", background_color="default"))
+    if rest:
+        text = OmegaConf.to_yaml(OmegaConf.create(rest)).rstrip()
+        tree.add("[bold]other[/bold]").add(Syntax(text, "yaml", background_color="default"))
+    Console().print(tree)
+
+
+def remove_untouched_run_folder(cfg: DictConfig) -> None:
+    """A command refused before it wrote anything leaves no run folder behind: Hydra creates it
+    (its .hydra/ and the job log) before the config is checked."""
+    if not HydraConfig.initialized():
+        return
+    hc = HydraConfig.get()
+    out = OmegaConf.select(cfg, "paths.output_dir", throw_on_resolution_failure=False)
+    if not out or not Path(out).is_dir():
+        return
+    out = Path(out)
+    if out.resolve() != Path(hc.runtime.output_dir).resolve():
+        return  # not the folder Hydra made for this job
+    hydra_files = {hc.output_subdir, f"{hc.job.name}.log"}
+    if {p.name for p in out.iterdir()} <= hydra_files:
+        shutil.rmtree(out, ignore_errors=True)
+
+
 def train(cfg: DictConfig) -> float | None:
     """Train, save ``last.ckpt``, and (``summary.enabled``) score the held-out videos. Returns
     ``cfg.optimized_metric`` (for a Hydra sweeper), or None when it was not logged."""
+    quiet_known_warnings()
     try:
         return _train(cfg)
+    except Exception:
+        remove_untouched_run_folder(cfg)
+        raise
     finally:
         finish_wandb()  # so in-process runs (tests, notebooks, sweeps) never share a W&B run
 
@@ -68,6 +192,9 @@ def train(cfg: DictConfig) -> float | None:
 def _train(cfg: DictConfig) -> float | None:
     validate_config(cfg)
     ckpt = resume_from(cfg)
+    name_wandb_run(cfg)
+    if (cfg.get("extras") or {}).get("print_config", True):
+        print_config(cfg)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     runs.write_config(out, cfg)
@@ -75,13 +202,17 @@ def _train(cfg: DictConfig) -> float | None:
 
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
-    loggers = instantiate_loggers(cfg.get("logger"))
+    # The resolved config is logged once, below; without this Lightning would log the model's
+    # and the data's constructor arguments again, as a second, flat set of hyper-parameters.
+    model._log_hyperparams = datamodule._log_hyperparams = False
+    loggers = instantiate_loggers(cfg.get("logger"), job_type="train")
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
         # Saving on SIGTERM is not optional: a preempted job must never lose its work.
         callbacks=[
             *(instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c),
             SaveOnSigterm(),
+            SaveLastAtEnd(runs.last_checkpoint(out)),
         ],
         logger=loggers or False,
         plugins=[AtomicCheckpointIO()],
@@ -94,14 +225,12 @@ def _train(cfg: DictConfig) -> float | None:
 
     last = runs.last_checkpoint(out)
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
     except SIGTERMException:  # SaveOnSigterm has saved last.ckpt at the end of the batch
         raise PreemptedError(
             f"stopped by SIGTERM at step {trainer.global_step}; saved {last}. Resume with the same "
             "command plus ckpt_path=last (a job requeued into this run folder resumes by itself)"
         ) from None
-    if not trainer.fast_dev_run:
-        trainer.save_checkpoint(last)  # the final step, whatever the checkpoint interval
     metric = trainer.callback_metrics.get(cfg.get("optimized_metric") or "")
     if cfg.summary.enabled:
         settings = replace(model.val_settings, num_samples=cfg.summary.num_samples)
@@ -154,5 +283,6 @@ def train_quickstart(root: str | Path, steps: int, overrides: list[str] = ()) ->
         "summary.enabled=false",
         "data.val_videos=16",
         "model.val_num_samples=4",
+        "extras.print_config=false",
     ]
     return runs.last_checkpoint(train_in(root, [*base, *overrides], progress_bar=False))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 COND, PRED, TRUTH = (0.1, 0.8, 0.1), (0.9, 0.15, 0.1), (0.5, 0.5, 0.5)
 PAD = 2
@@ -49,12 +49,30 @@ def upscale(img: np.ndarray, min_height: int = 256) -> Image.Image:
     return pil.resize((img.shape[1] * factor, img.shape[0] * factor), Image.NEAREST)
 
 
-def save_sample_grid(path: str | Path, cond, future, samples) -> Path:
+def with_row_labels(img: Image.Image, labels: list[str]) -> Image.Image:
+    """``img`` with a white margin on the left naming its rows (evenly spaced, in order)."""
+    font = ImageFont.load_default()
+    draw = ImageDraw.Draw(img)
+    width = max(int(draw.textlength(label, font=font)) for label in labels) + 8
+    out = Image.new("RGB", (img.width + width, img.height), "white")
+    out.paste(img, (width, 0))
+    draw = ImageDraw.Draw(out)
+    row = img.height / len(labels)
+    for i, label in enumerate(labels):
+        draw.text((4, row * (i + 0.5)), label, fill="black", font=font, anchor="lm")
+    return out
+
+
+def save_sample_grid(path: str | Path, cond, future, samples, sample_labels=None) -> Path:
     """cond (B, P, C, H, W), future (B, T, C, H, W), samples (B, S, T, C, H, W) -> PNG with, per
-    video, the ground truth row followed by one row per sample."""
+    video, the ground truth row followed by one row per sample; ``sample_labels`` (S names)
+    labels the rows, e.g. ["best", "sample 1", ...]."""
     rows = _rows(cond, future, samples).flatten(0, 1)
     path = Path(path)
-    upscale(tile(rows)).save(path)
+    img = upscale(tile(rows))
+    if sample_labels is not None:
+        img = with_row_labels(img, ["ground truth", *sample_labels] * cond.shape[0])
+    img.save(path)
     return path
 
 

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from svg_lightning.analyze import common
 from svg_lightning.analyze.stats import ALIGNMENT, collision_statistics
-from svg_lightning.console import print_table
+from svg_lightning.console import print_table, progress
 from svg_lightning.data.smmnist import MovingMNIST, simulate
 from svg_lightning.errors import ConfigError
 from svg_lightning.files import write_json
@@ -23,12 +23,15 @@ from svg_lightning.models.losses import kl_per_video_step
 
 
 @torch.no_grad()
-def prior_sigma_kl(model, frames: torch.Tensor, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+def prior_sigma_kl(
+    model, frames: torch.Tensor, batch_size: int, description: str = "learned prior"
+) -> tuple[np.ndarray, np.ndarray]:
     """frames (N, T, S, S) -> sigma_psi (N, T-1, z) = exp(logvar / 2) of the learned prior and
     KL(posterior || prior) (N, T-1) summed over z, both over the same ground-truth frames."""
     sigmas, kls = [], []
     with model.eval_mode():
-        for x in frames.split(batch_size):
+        batches = frames.split(batch_size)
+        for x in progress(batches, description, len(batches)):
             lat = model.svg.latents(x[:, :, None].to(model.device))
             sigmas.append((lat.prior_logvar.float() / 2).exp().cpu())
             kl = kl_per_video_step(lat.mu, lat.logvar, lat.prior_mu, lat.prior_logvar)
@@ -46,10 +49,11 @@ def test_videos(digits, cfg: DictConfig, num_digits: int, size: int):
 
 def plot_sigma(path: Path, sigma: np.ndarray, kl: np.ndarray, collisions: np.ndarray) -> Path:
     """Mean +- std over videos of the mean-over-z sigma (and of the KL) per predicted frame, with
-    a line at frame k+1 for every collision at frame k (the lag-0 step's target)."""
+    a line at the frame after each collision (the lag-0 step's target). Frames are numbered from
+    1, as on the evaluation plots and in the paper: step s (0-based) predicts frame s + 2."""
     fig = Figure(figsize=(11, 6), constrained_layout=True)
     axes = fig.subplots(2, 1, sharex=True)
-    frame = np.arange(1, sigma.shape[1] + 1)
+    frame = np.arange(2, sigma.shape[1] + 2)
     for ax, values, label in ((axes[0], sigma.mean(-1), "mean over z of sigma_psi"),
                               (axes[1], kl, "KL(q || p_psi), summed over z")):  # fmt: skip
         m, s = values.mean(0), values.std(0)
@@ -57,13 +61,17 @@ def plot_sigma(path: Path, sigma: np.ndarray, kl: np.ndarray, collisions: np.nda
         ax.fill_between(frame, m - s, m + s, color="k", alpha=0.2, linewidth=0)
         for d in range(collisions.shape[1]):
             for i, k in enumerate(np.flatnonzero(collisions[:-1, d])):
-                ax.axvline(k + 1, color=f"C{d}", linestyle="--", alpha=0.8,
+                ax.axvline(k + 2, color=f"C{d}", linestyle="--", alpha=0.8,
                            label=f"digit {d + 1} collision" if i == 0 else None)  # fmt: skip
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     if collisions.any():
         axes[0].legend(fontsize=8, loc="upper right")
-    axes[1].set_xlabel("predicted frame (0-based; the prior has seen all frames before it)")
+    axes[1].set_xlabel(
+        "predicted frame (numbered from 1; the prior has seen every frame before it; dashed: "
+        "the first frame after a wall)"
+    )
+    axes[1].xaxis.get_major_locator().set_params(integer=True)
     fig.suptitle(f"Learned prior on {sigma.shape[0]} videos sharing one trajectory (mean ± std)")
     fig.savefig(path, dpi=120)
     return path
@@ -82,9 +90,9 @@ def analyze_prior(cfg: DictConfig) -> dict:
     rng = np.random.default_rng(cfg.seed)
     traj = simulate(rng, cfg.seq_len, num_digits)
     sync = common.render_synchronised(rng, traj, digits, cfg.num_videos, size)
-    sync_sigma, sync_kl = prior_sigma_kl(model, sync, cfg.batch_size)
+    sync_sigma, sync_kl = prior_sigma_kl(model, sync, cfg.batch_size, "prior: synchronised videos")
     frames, collisions = test_videos(digits, cfg, num_digits, size)
-    sigma, kl = prior_sigma_kl(model, frames, cfg.batch_size)
+    sigma, kl = prior_sigma_kl(model, frames, cfg.batch_size, "prior: test videos")
 
     lags = [int(lag) for lag in cfg.lags]
     stats = {
@@ -101,6 +109,7 @@ def analyze_prior(cfg: DictConfig) -> dict:
             "seq_len": cfg.seq_len,
             "burn_in": cfg.burn_in,
             "alignment": " ".join(ALIGNMENT.split()),
+            "frame_numbers": "indices in this file are 0-based; the plot numbers frames from 1",
         },
         "synchronised": {
             "positions": traj.positions,

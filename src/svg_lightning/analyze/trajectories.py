@@ -20,7 +20,7 @@ from scipy.stats import wasserstein_distance
 
 from svg_lightning.analyze import common
 from svg_lightning.analyze.motion import track, true_displacements
-from svg_lightning.console import print_table
+from svg_lightning.console import print_table, progress
 from svg_lightning.data.smmnist import simulate
 from svg_lightning.errors import ConfigError
 from svg_lightning.files import write_json
@@ -55,7 +55,8 @@ def w1(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def plot_histograms(path: Path, model_d, true_d, first_frame: int, collisions, steps: int) -> Path:
-    """Per future step (columns) the dx and dy (rows) histograms of model samples and truth."""
+    """Per future step (columns) the dx and dy (rows) histograms of model samples and truth.
+    ``first_frame``: 0-based index of the first predicted frame; titles number frames from 1."""
     steps = min(steps, model_d.shape[1])
     fig = Figure(figsize=(2.0 * steps + 1, 4.6), constrained_layout=True)
     axes = fig.subplots(2, steps, sharey="row", squeeze=False)
@@ -73,25 +74,32 @@ def plot_histograms(path: Path, model_d, true_d, first_frame: int, collisions, s
                 ax.set_ylabel(name)
         frame = first_frame + j
         wall = " (after wall)" if collisions[frame - 1] else ""
-        axes[0, j].set_title(f"frame {frame}{wall}", fontsize=9)
+        axes[0, j].set_title(f"frame {frame + 1}{wall}", fontsize=9)
     axes[0, 0].legend(fontsize=7)
     fig.suptitle("Digit displacement into each predicted frame (64-grid px): true vs model")
     fig.savefig(path, dpi=110)
     return path
 
 
-def plot_distance(path: Path, frames, w1_model, w1_floor, tv, collisions) -> Path:
-    fig = Figure(figsize=(7, 3.5), constrained_layout=True)
-    ax = fig.subplots()
-    ax.plot(frames, w1_model, "o-", label="W1 model vs true (dx, dy mean)")
-    ax.plot(frames, w1_floor, "o:", color="0.5", label="W1 true vs true (same sample size)")
-    ax.plot(frames, tv, "s--", label="TV of joint (dx, dy)")
-    for k in np.flatnonzero(collisions):
-        if frames[0] <= k + 1 <= frames[-1]:
-            ax.axvline(k + 1, color="C3", alpha=0.5, linestyle="--")
-    ax.set(xlabel="predicted frame (dashed: first frame after a wall)", ylabel="distance")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+def plot_distance(path: Path, frames, per_step: dict, collisions) -> Path:
+    """W1 and TV per predicted frame, each on its own axes next to its noise floor (the same
+    distance between two independent true samples). ``frames``: 0-based indices; the axis
+    numbers frames from 1, as the evaluation plots and the paper."""
+    shown = np.asarray(frames) + 1
+    fig = Figure(figsize=(11, 3.6), constrained_layout=True)
+    axes = fig.subplots(1, 2)
+    for ax, key, title in ((axes[0], "w1", "W1 of dx and dy (64-grid px)"),
+                           (axes[1], "tv", "TV of the joint (dx, dy)")):  # fmt: skip
+        ax.plot(shown, per_step[key], "o-", label="model vs true")
+        ax.plot(shown, per_step[f"{key}_floor"], "o:", color="0.5",
+                label="true vs true (noise floor)")  # fmt: skip
+        for k in np.flatnonzero(collisions):  # 0-based frame k: frame k+1 is the first after
+            if shown[0] <= k + 2 <= shown[-1]:
+                ax.axvline(k + 2, color="C3", alpha=0.5, linestyle="--")
+        ax.set(title=title, xlabel="predicted frame (from 1; dashed: first after a wall)")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     fig.savefig(path, dpi=120)
     return path
 
@@ -115,7 +123,8 @@ def analyze_trajectories(cfg: DictConfig) -> dict:
 
     torch.manual_seed(cfg.seed)
     cond = frames[:, :n_past, None].to(model.device)
-    drawn = model.sample(cond, n_future, cfg.num_samples, cfg.batch_size).frames
+    bar = lambda chunks, count: progress(chunks, "sampling futures", count)  # noqa: E731
+    drawn = model.sample(cond, n_future, cfg.num_samples, cfg.batch_size, wrap=bar).frames
     n, s = drawn.shape[:2]
     drawn = drawn.clamp(0, 1)[:, :, :, 0].flatten(0, 1).cpu()  # (N*S, F, H, W)
     first = frames[:, 0].repeat_interleave(s, 0)
@@ -145,6 +154,7 @@ def analyze_trajectories(cfg: DictConfig) -> dict:
             "num_samples": s,
             "num_true": cfg.num_true,
             "units": "64-grid pixels; displacement into frame j = position(j) - position(j-1)",
+            "frame_numbers": "indices in this file are 0-based; the plots number frames from 1",
             "w1": "scipy wasserstein_distance on dx and on dy, averaged",
             "tv": "total variation between the joint (dx, dy) histograms",
             "floor": "the same distance between two independent true samples, the model's size",
@@ -171,20 +181,15 @@ def analyze_trajectories(cfg: DictConfig) -> dict:
             cfg.plot_steps,
         ),  # fmt: skip
         "distance_plot": plot_distance(
-            out / "trajectories_distance.png",
-            predicted,
-            per_step["w1"],
-            per_step["w1_floor"],
-            per_step["tv"],
-            traj.collisions[:, 0],
-        ),  # fmt: skip
+            out / "trajectories_distance.png", predicted, per_step, traj.collisions[:, 0]
+        ),
     }
     common.log_results(
         cfg, train_cfg, out, {f"analyze/trajectories/{k}": v for k, v in summary.items()},
         {"trajectories_hist": paths["histograms"], "trajectories_distance": paths["distance_plot"]},
     )  # fmt: skip
     rows = [
-        [f"{f}{' (after wall)' if traj.collisions[f - 1, 0] else ''}"]
+        [f"{f + 1}{' (after wall)' if traj.collisions[f - 1, 0] else ''}"]
         + [per_step[k][j] for k in per_step]
         for j, f in enumerate(predicted)
     ]
@@ -192,7 +197,7 @@ def analyze_trajectories(cfg: DictConfig) -> dict:
     print_table(
         f"Displacements: {n} digits x {s} samples vs {cfg.num_true} true continuations "
         f"(ground-truth tracking exact on {tracker_exact:.1%} of frames)",
-        ["frame", "W1", "W1 floor", "TV", "TV floor"],
+        ["frame (from 1)", "W1", "W1 floor", "TV", "TV floor"],
         rows,
         {"checkpoint": cfg.ckpt_path, **paths},
     )

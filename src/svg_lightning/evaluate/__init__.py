@@ -96,7 +96,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict, dict[str, Path]]:
     out.mkdir(parents=True, exist_ok=True)
     task = train_cfg.get("task_name", "model")
     loggers = instantiate_loggers(
-        cfg.get("logger") or train_cfg.get("logger"), save_dir=out, wandb_name=f"{task}-eval"
+        cfg.get("logger") or train_cfg.get("logger"), out, f"{task}-eval", job_type="eval"
     )
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[RichProgressBar()])
     curves = test_curves(trainer, model, datamodule, settings)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import math
 from pathlib import Path
 
 import torch
@@ -16,6 +15,7 @@ from svg_lightning.console import print_table
 from svg_lightning.files import sha256, write_json
 from svg_lightning.loggers import log_media, log_scalars
 from svg_lightning.metrics import PSNR_RULE, SSIM_REFERENCE_RULE, SSIM_RULE, ssim
+from svg_lightning.metrics.best_of_n import summarize
 from svg_lightning.module import EvalSettings, SVGModule
 from svg_lightning.viz import save_sample_gif, save_sample_grid
 
@@ -33,36 +33,22 @@ BASELINE_STYLE = {
 }
 
 
-def _mean_ci(x: torch.Tensor) -> tuple[float, float]:
-    n = x.numel()
-    ci = 1.96 * x.std().item() / math.sqrt(n) if n > 1 else float("nan")
-    return x.mean().item(), ci
-
-
 def build_metrics(curves: dict[str, torch.Tensor], protocol: dict) -> dict:
-    """curves: name -> (N videos, T) per-step scores -> the metrics.json document."""
-    summary, per_step = {}, {}
-    for name, c in curves.items():
-        if name == "index":
-            continue
-        c = c.double()
-        mean, ci = _mean_ci(c.mean(1))
-        summary[name] = {"mean": mean, "ci95": ci}
-        steps = [_mean_ci(c[:, t]) for t in range(c.shape[1])]
-        per_step[name] = {"mean": [m for m, _ in steps], "ci95": [e for _, e in steps]}
-    num_videos = next(v for k, v in curves.items() if k != "index").shape[0]
+    """curves: name -> (N videos, T) per-step scores, and ``index`` -> the metrics.json document
+    (the numbers are ``BestOfN``'s: ``summarize``)."""
+    scores = {name: c for name, c in curves.items() if name != "index"}
+    result = summarize(scores, curves.get("index"))
     return {
         "protocol": {
             **protocol,
-            "num_videos": num_videos,
+            "num_videos": result.num_videos,
             "ssim": SSIM_RULE,
             "psnr": PSNR_RULE,
             "selection": SELECTION_RULE,
             "ci": CI_RULE,
             "package_version": svg_lightning.__version__,
         },
-        "summary": summary,
-        "curves": per_step,
+        **result.to_dict(),  # "summary" and "curves"
     }
 
 
@@ -109,7 +95,10 @@ def plot_curves(path: Path, runs: dict[str, dict], title: str = "") -> Path:
             curve = first["curves"][f"{metric}_{key}"]
             _band(ax, frame_numbers(first), curve, label=name, **BASELINE_STYLE[key])
         p = first["protocol"]["n_past"]
-        ax.set(xlabel=f"predicted frame (conditioned on frames 1-{p})", title=metric.upper())
+        ax.set(
+            xlabel=f"predicted frame (from 1; conditioned on frames 1-{p})", title=metric.upper()
+        )
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_ylabel("SSIM" if metric == "ssim" else "PSNR (dB)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
@@ -151,7 +140,13 @@ def save_samples(
     best = ssim(drawn.clamp(0, 1), target[:, None].expand_as(drawn)).mean(-1).argmax(1)
     shown = torch.cat([drawn[torch.arange(len(x)), best][:, None], drawn[:, :samples]], dim=1)
     return {
-        "grid": save_sample_grid(out / "samples.png", cond, target, shown),
+        "grid": save_sample_grid(
+            out / "samples.png",
+            cond,
+            target,
+            shown,
+            ["best (SSIM)", *(f"sample {k + 1}" for k in range(shown.shape[1] - 1))],
+        ),  # fmt: skip
         "animation": save_sample_gif(out / "samples.gif", cond, target, shown),
     }
 

@@ -8,7 +8,7 @@ Frame indices are 0-based: step ``t`` predicts frame ``t`` from frame ``t-1`` (t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -225,13 +225,18 @@ class SVG(nn.Module):
         num_samples: int = 1,
         chunk_size: int | None = None,
         noise: torch.Tensor | None = None,
+        wrap: Callable[[Iterator[SampleChunk], int], Iterable[SampleChunk]] | None = None,
     ) -> Samples:
         """``num_samples`` futures of ``n_future`` frames for every sequence of ``cond``
         (B, n_cond, C, H, W), all samples of all sequences batched together (see
-        ``iter_samples``). Call in eval mode."""
+        ``iter_samples``). Call in eval mode. ``wrap(chunks, count)`` may wrap the iterator of
+        chunks (a progress bar)."""
         s = num_samples if self.stochastic else 1
         b = cond.shape[0]
-        chunks = list(self.iter_samples(cond, n_future, num_samples, chunk_size, noise))
+        chunks = self.iter_samples(cond, n_future, num_samples, chunk_size, noise)
+        if wrap is not None:  # e.g. a progress bar over the chunks (their count is given)
+            chunks = wrap(chunks, -(-b * s // (chunk_size or b * s)))
+        chunks = list(chunks)
         frames = torch.cat([c.frames for c in chunks]).view(b, s, n_future, *cond.shape[2:])
         if self.variant != "lp":
             return Samples(frames)

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from svg_lightning.checkpoint import load_model, read_checkpoint
+from svg_lightning.console import progress
 from svg_lightning.devices import pick_device
 from svg_lightning.errors import ConfigError, InputError
 from svg_lightning.module import EvalSettings
@@ -212,7 +213,10 @@ def sample_futures(model, cond: torch.Tensor, st: dict, cfg: DictConfig) -> torc
     es = EvalSettings(**st, sample_chunk=cfg.sample_chunk, seed=cfg.seed)
     noise = model.noise_for(torch.tensor([0]), es)
     device = next(model.parameters()).device
-    out = model.sample(cond[None].to(device), es.n_future, es.num_samples, es.sample_chunk, noise)
+    bar = lambda chunks, count: progress(chunks, "sampling", count)  # noqa: E731
+    out = model.sample(
+        cond[None].to(device), es.n_future, es.num_samples, es.sample_chunk, noise, bar
+    )
     return out.frames[0].clamp(0, 1).cpu()
 
 

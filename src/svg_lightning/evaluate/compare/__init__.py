@@ -1,16 +1,17 @@
-"""Overlay the best-sample SSIM/PSNR curves of several evaluations (the paper's Figs. 7/8) and
-print a table (``python -m svg_lightning.evaluate.compare RUN_OR_METRICS_JSON ... --out FILE``)."""
+"""Overlay the best-of-N SSIM/PSNR curves of several evaluations (the paper's Figs. 7/8) and
+print a table: ``python -m svg_lightning.evaluate.compare RUN_OR_METRICS_JSON ... [--out FILE]``.
+"""
 
 from __future__ import annotations
 
 import json
-import logging
+import os
+import sys
 from pathlib import Path
 
+from svg_lightning.console import print_table
 from svg_lightning.errors import InputError
 from svg_lightning.evaluate.report import plot_curves
-
-log = logging.getLogger(__name__)
 
 
 def load_metrics(path: Path) -> dict:
@@ -23,8 +24,21 @@ def load_metrics(path: Path) -> dict:
         raise InputError(f"{file} is not an evaluation's metrics.json: {err}") from None
 
 
-def compare(runs: list[Path], labels: list[str] | None, out: Path) -> dict[str, dict]:
-    """Plot the runs' curves into ``out`` and print one line per run; returns label -> metrics."""
+def mean_ci(score: dict) -> str:
+    ci = score["ci95"]
+    return f"{score['mean']:.4f} ± {float('nan') if ci is None else ci:.4f}"
+
+
+def default_out(runs: list[Path]) -> Path:
+    """compare.png in the folder that holds all the inputs (not the current directory)."""
+    folders = [(p if p.is_dir() else p.parent).resolve() for p in runs]
+    return Path(os.path.commonpath(folders)) / "compare.png"
+
+
+def compare(runs: list[Path], labels: list[str] | None, out: Path | None) -> dict[str, dict]:
+    """Plot the runs' best-of-N curves into ``out`` (default: next to the inputs) and print each
+    run's scores next to its own baselines; warns when the runs were not scored alike. Returns
+    label -> metrics."""
     if labels and len(labels) != len(runs):
         raise InputError(f"--labels has {len(labels)} names for {len(runs)} runs")
     loaded = [load_metrics(p) for p in runs]
@@ -32,17 +46,21 @@ def compare(runs: list[Path], labels: list[str] | None, out: Path) -> dict[str, 
         f"{m['protocol'].get('model', '?')} ({p.resolve().parent.name if p.is_file() else p.name})"
         for p, m in zip(runs, loaded)
     ]
-    protocols = {(m["protocol"]["dataset"], m["protocol"]["n_past"], m["protocol"]["n_future"])
-                 for m in loaded}  # fmt: skip
-    if len(protocols) > 1:
-        log.warning("the runs use different protocols %s", sorted(protocols))
+    if len(set(labels)) < len(labels):  # e.g. several runs/<time>/out folders
+        labels = [f"{label} #{i + 1}" for i, label in enumerate(labels)]
     by_label = dict(zip(labels, loaded))
-    plot_curves(out, by_label, title="best sample per video")
-    for label, m in by_label.items():
-        s = m["summary"]
-        print(
-            f"{label}: SSIM {s['ssim_bestofN']['mean']:.4f} ± {s['ssim_bestofN']['ci95']:.4f}, "
-            f"PSNR {s['psnr_bestofN']['mean']:.2f} ± {s['psnr_bestofN']['ci95']:.2f}"
-        )
-    print(f"plot: {out}")
+    for key in ("dataset", "n_past", "n_future", "num_samples", "num_videos"):
+        values = {label: m["protocol"].get(key) for label, m in by_label.items()}
+        if len(set(map(str, values.values()))) > 1:
+            print(f"warning: the runs differ in {key}: {values}; their numbers are not comparable",
+                  file=sys.stderr)  # fmt: skip
+    out = out or default_out(runs)
+    plot_curves(out, by_label, title="best of N per video")
+    names = ("ssim_bestofN", "psnr_bestofN", "ssim_copy_last", "psnr_copy_last", "ssim_black",
+             "psnr_black")  # fmt: skip
+    rows = [[label, *(mean_ci(m["summary"][k]) for k in names)] for label, m in by_label.items()]
+    columns = ["run", "SSIM bestofN", "PSNR bestofN", "SSIM copy-last", "PSNR copy-last",
+               "SSIM black", "PSNR black"]  # fmt: skip
+    print_table("best of N per video, next to each run's own baselines", columns, rows,
+                {"plot": out})  # fmt: skip
     return by_label
