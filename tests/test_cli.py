@@ -12,6 +12,7 @@ import pytest
 
 from svg_lightning.cli import guarded
 from svg_lightning.errors import CheckpointError, ConfigError, NonFiniteLossError
+from tests.helpers import TINY, run_cli
 
 
 @pytest.mark.parametrize("error,code", [(ConfigError, 2), (CheckpointError, 2),
@@ -49,3 +50,13 @@ def test_svg_console_script(tmp_path):
     assert "Traceback" not in missing.stdout + missing.stderr
     compare = svg(tmp_path, "compare", str(tmp_path / "no_run"))
     assert compare.returncode == 2 and "no_run" in compare.stderr
+
+
+@pytest.mark.slow
+def test_a_run_without_summary_still_says_where_it_wrote(tmp_path):
+    r = run_cli(
+        "svg_lightning", tmp_path, *TINY, "summary.enabled=false", "extras.print_config=false"
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    (ckpt,) = tmp_path.glob("logs/quickstart/runs/*/checkpoints/last.ckpt")
+    assert f"checkpoint: {ckpt}" in " ".join(r.stdout.split())

@@ -28,6 +28,7 @@ from svg_lightning import runs
 from svg_lightning.callbacks import SaveOnSigterm
 from svg_lightning.checkpoint import AtomicCheckpointIO, check_resumable
 from svg_lightning.config import config_dir, validate_config
+from svg_lightning.console import print_table
 from svg_lightning.errors import PreemptedError
 from svg_lightning.evaluate.report import report_run
 from svg_lightning.loggers import finish_wandb, instantiate_loggers
@@ -241,6 +242,9 @@ def _train(cfg: DictConfig) -> float | None:
                 cfg.summary.grid_videos, cfg.summary.grid_samples, label=cfg.task_name,
                 extra={"step": trainer.global_step},
             )  # fmt: skip
+    elif trainer.is_global_zero:  # no summary table: still say where everything went
+        print_table(f"{cfg.task_name}: step {trainer.global_step}", [], [],
+                    {"run": out, "checkpoint": last})  # fmt: skip
     return None if metric is None else float(metric)
 
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from svg_lightning.metrics.perceptual import MissingWeightsError, WeightsFileError
+from svg_lightning.metrics.perceptual import MissingWeightsError, WeightsFileError, load_tensors
 
 FVD_RULE = (
     "FVD (Unterthiner et al. 2018): Frechet distance (float64, unbiased covariances) between "
@@ -200,15 +200,7 @@ def _read_state(path: Path) -> tuple[dict[str, Tensor], str]:
                 return torch.jit.load(str(path), map_location="cpu").state_dict(), "TorchScript"
         except Exception as e:  # a damaged archive or a torch without TorchScript
             raise WeightsFileError(f"{path}: cannot read this TorchScript archive: {e}") from e
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # any unpickling failure means "not a torch tensor file"
-        raise WeightsFileError(f"{path} is not a torch state dict; FVD needs {I3D_SOURCE}") from e
-    if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
-        sd = sd["state_dict"]
-    if not isinstance(sd, dict) or not all(isinstance(v, Tensor) for v in sd.values()):
-        raise WeightsFileError(f"{path} is not a state dict of tensors; FVD needs {I3D_SOURCE}")
-    return sd, "state dict"
+    return load_tensors(path, f"I3D weights ({I3D_SOURCE})"), "state dict"
 
 
 def load_i3d(path: str | Path) -> I3D:

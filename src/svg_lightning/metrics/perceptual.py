@@ -135,7 +135,9 @@ def _default_backbone() -> Path:
     return path
 
 
-def _load_tensors(path: Path, what: str) -> dict[str, Tensor]:
+def load_tensors(path: Path, what: str) -> dict[str, Tensor]:
+    """A state dict of tensors (or a checkpoint holding one under ``state_dict``) loaded with
+    ``weights_only=True``; a one-line error naming ``path`` and ``what`` it was meant to be."""
     if not path.is_file():
         raise MissingWeightsError(f"{what} file {path} does not exist")
     try:
@@ -150,7 +152,7 @@ def _load_tensors(path: Path, what: str) -> dict[str, Tensor]:
 
 
 def _backbone_state(path: Path) -> dict[str, Tensor]:
-    sd = _load_tensors(path, "AlexNet backbone")
+    sd = load_tensors(path, "AlexNet backbone")
     with torch.device("meta"):
         ref = torchvision.models.alexnet(weights=None).state_dict()
     out = {}
@@ -172,7 +174,7 @@ def _backbone_state(path: Path) -> dict[str, Tensor]:
 
 
 def _linear_state(path: Path) -> list[Tensor]:
-    sd = _load_tensors(path, "LPIPS linear layers")
+    sd = load_tensors(path, "LPIPS linear layers")
     weights = []
     for k, c in enumerate(CHANNELS):
         # The lpips package names them lin{k}.model.1.weight (a dropout sits at model.0); accept
