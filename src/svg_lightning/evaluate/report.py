@@ -87,10 +87,10 @@ def plot_curves(path: Path, runs: dict[str, dict], title: str = "") -> Path:
     for ax, metric in zip(axes, ("ssim", "psnr")):
         for label, m in runs.items():
             x = frame_numbers(m)
-            best_label = f"{label}: best sample" if len(runs) == 1 else label
+            best_label = f"{label}: best of N" if len(runs) == 1 else label
             _band(ax, x, m["curves"][f"{metric}_bestofN"], label=best_label, linewidth=2)
             if len(runs) == 1 and f"{metric}_meanofN" in m["curves"]:
-                _band(ax, x, m["curves"][f"{metric}_meanofN"], label=f"{label}: mean of samples")
+                _band(ax, x, m["curves"][f"{metric}_meanofN"], label=f"{label}: mean of N")
         for key, name in BASELINES.items():
             curve = first["curves"][f"{metric}_{key}"]
             _band(ax, frame_numbers(first), curve, label=name, **BASELINE_STYLE[key])
@@ -159,8 +159,8 @@ def print_report(metrics: dict, paths: dict[str, Path], label: str = "model") ->
     )
     fmt = lambda k: f"{sm[k]['mean']:.4f} ± {sm[k]['ci95'] or float('nan'):.4f}"
     rows = [
-        [f"{label}, best sample", fmt("ssim_bestofN"), fmt("psnr_bestofN")],
-        [f"{label}, mean over samples", fmt("ssim_meanofN"), fmt("psnr_meanofN")],
+        [f"{label}, best of N (bestofN)", fmt("ssim_bestofN"), fmt("psnr_bestofN")],
+        [f"{label}, mean of N (meanofN)", fmt("ssim_meanofN"), fmt("psnr_meanofN")],
     ]
     rows += [[name, fmt(f"ssim_{key}"), fmt(f"psnr_{key}")] for key, name in BASELINES.items()]
     print_table(title, ["predictor", "SSIM", "PSNR (dB)"], rows, paths)
