@@ -54,6 +54,15 @@ def guarded(command: Callable, *args, hydra_logging: bool = True):
         finish_wandb()
 
 
+def _returning_code(command: Callable, *args) -> tuple[int, object]:
+    """For the argparse commands, which return their exit code: (0, result), or the error's
+    code and None once ``guarded`` has printed its one line."""
+    try:
+        return 0, guarded(command, *args, hydra_logging=False)
+    except SystemExit as stop:
+        return stop.code, None
+
+
 def _hydra_command(config_name: str, command: Callable) -> Callable[[], object]:
     @hydra.main(version_base="1.3", config_path=config_dir(), config_name=config_name)
     def entry(cfg: DictConfig):
@@ -107,15 +116,14 @@ def prepare_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     options = {"size": args.size} if args.dataset == "kth" else {}
     try:
-        summary = guarded(prepare, args.dataset, args.src, args.out, options, hydra_logging=False)
+        code, summary = _returning_code(prepare, args.dataset, args.src, args.out, options)
     except KeyboardInterrupt:
         print("interrupted: finished files are kept; rerun the same command to resume",
               file=sys.stderr)  # fmt: skip
         return 130
-    except SystemExit as stop:
-        return stop.code
-    print("\n".join(summary.lines()))
-    return 0
+    if code == 0:
+        print("\n".join(summary.lines()))
+    return code
 
 
 def compare_main(argv: list[str] | None = None) -> int:
@@ -130,11 +138,7 @@ def compare_main(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=None, help="the plot (default: compare.png next to the runs)"
     )
     args = parser.parse_args(argv)
-    try:
-        guarded(compare, args.runs, args.labels, args.out, hydra_logging=False)
-    except SystemExit as stop:
-        return stop.code
-    return 0
+    return _returning_code(compare, args.runs, args.labels, args.out)[0]
 
 
 def convert_main(argv: list[str] | None = None) -> int:
@@ -149,12 +153,10 @@ def convert_main(argv: list[str] | None = None) -> int:
     parser.add_argument("path", type=Path, help="the reference's .pth file")
     parser.add_argument("--out", type=Path, required=True, help="the checkpoint to write")
     args = parser.parse_args(argv)
-    try:
-        done = guarded(convert, args.path, args.out, hydra_logging=False)
-    except SystemExit as stop:
-        return stop.code
-    print("\n".join(done.lines()))
-    return 0
+    code, done = _returning_code(convert, args.path, args.out)
+    if code == 0:
+        print("\n".join(done.lines()))
+    return code
 
 
 COMMANDS = {
