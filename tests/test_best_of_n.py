@@ -1,7 +1,13 @@
 import torch
 
 from svg_lightning.evaluate.report import build_metrics
-from svg_lightning.metrics.best_of_n import baseline_scores, select, unique_first, video_noise
+from svg_lightning.metrics.best_of_n import (
+    baseline_scores,
+    select,
+    summarize,
+    unique_first,
+    video_noise,
+)
 
 
 def test_best_of_n_picks_by_time_average_per_video():
@@ -46,8 +52,10 @@ def test_unique_first_drops_padded_duplicates():
 
 
 def test_metrics_document_mean_ci_and_curves():
-    curves = {"ssim_bestofN": torch.tensor([[1.0, 3.0], [3.0, 5.0]]), "index": torch.tensor([0, 1])}
-    m = build_metrics(curves, {"dataset": "smmnist", "n_past": 5, "n_future": 2})
+    result = summarize(
+        {"ssim_bestofN": torch.tensor([[1.0, 3.0], [3.0, 5.0]])}, torch.tensor([0, 1])
+    )
+    m = build_metrics(result, {"dataset": "smmnist", "n_past": 5, "n_future": 2})
     s = m["summary"]["ssim_bestofN"]
     assert s["mean"] == 3.0 and abs(s["ci95"] - 1.96) < 1e-9  # std of [2, 4] = sqrt(2)
     assert m["curves"]["ssim_bestofN"]["mean"] == [2.0, 4.0]

@@ -9,17 +9,20 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+import torch.nn.functional as F
 from torch.utils.data import DistributedSampler
 
 from svg_lightning.evaluate.report import build_metrics
-from svg_lightning.metrics import BestOfN, BestOfNResult
+from svg_lightning.metrics import BestOfN, BestOfNResult, frechet_distance, i3d_features, lpips
 from svg_lightning.metrics.best_of_n import (
     METRICS,
     REFERENCE_METRICS,
     Chunk,
     curve_names,
+    fvd_picks,
     score_chunks,
 )
+from svg_lightning.metrics.perceptual import LPIPSAlex
 
 SIZE = 16  # the smallest frames the 11 x 11 SSIM window fits, with room to spare
 
@@ -36,12 +39,36 @@ def ssim_vs_black(psnr_db: torch.Tensor) -> torch.Tensor:
     return 1e-4 / (10 ** (-psnr_db / 10) + 1e-4)
 
 
-def random_videos(n=5, s=3, t=3, seed=0):
+def random_videos(n=5, s=3, t=3, seed=0, p=2, size=SIZE):
     g = torch.Generator().manual_seed(seed)
-    samples = torch.rand(n, s, t, 1, SIZE, SIZE, generator=g)
-    target = torch.rand(n, t, 1, SIZE, SIZE, generator=g)
-    cond = torch.rand(n, 2, 1, SIZE, SIZE, generator=g)
+    samples = torch.rand(n, s, t, 1, size, size, generator=g)
+    target = torch.rand(n, t, 1, size, size, generator=g)
+    cond = torch.rand(n, p, 1, size, size, generator=g)
     return samples, target, cond, torch.arange(n) * 3 + 1  # video indices need not be 0..n-1
+
+
+class TinyI3D(torch.nn.Module):
+    """Stands in for I3D where only the bookkeeping is tested: (N, 3, T, 224, 224) -> (N, 400)."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(3 * 2 * 4 * 4, 400)
+
+    def forward(self, x):
+        return self.proj(F.adaptive_avg_pool3d(x, (2, 4, 4)).flatten(1))
+
+
+def perceptual_nets(seed=0) -> tuple[LPIPSAlex, TinyI3D]:
+    """An LPIPS network with random backbone and (non-negative) linear weights, and a stand-in
+    I3D; the same for the same seed, in any process."""
+    torch.manual_seed(seed)
+    net = LPIPSAlex()
+    for conv in net.lin:
+        conv.weight.uniform_(0, 1)
+    return net, TinyI3D().eval()
+
+
+PERCEPTUAL = {"n": 5, "s": 3, "t": 3, "p": 6, "size": 32}  # 9-frame 32 x 32 videos: LPIPS, I3D
 
 
 def assert_same_result(a: BestOfNResult, b: BestOfNResult, atol=0.0):
@@ -99,7 +126,7 @@ def test_update_is_score_chunks_then_update_curves():
     # Chunks of 4 rows of the 15 (video, sample) pairs cut across videos, as in our evaluation.
     rows = torch.arange(15)
     chunks = [Chunk(r, samples.flatten(0, 1)[r]) for r in rows.split(4)]
-    curves = score_chunks(chunks, cond, target, samples.shape[1])
+    curves = score_chunks(chunks, cond, target, samples.shape[1]).curves
     assert list(curves) == curve_names(METRICS)
     chunked = BestOfN()
     chunked.update_curves(curves, index)
@@ -182,10 +209,72 @@ def test_metrics_document_uses_the_metric_numbers():
     metric = BestOfN()
     metric.update(samples, target, index, cond=cond)
     r = metric.compute()
-    doc = build_metrics(r.per_video | {"index": r.index}, {"dataset": "x", "n_past": 2})
+    doc = build_metrics(r, {"dataset": "x", "n_past": 2})
     assert doc["protocol"]["num_videos"] == 5
     assert {k: doc[k] for k in ("summary", "curves")} == r.to_dict()
     assert list(doc["summary"]) == curve_names(METRICS)  # the order of metrics.json and the CSV
+
+
+# --- LPIPS and FVD ----------------------------------------------------------------------------
+
+
+def test_lpips_best_is_the_lowest_time_average_and_baselines_get_it():
+    samples, target, cond, index = random_videos(**PERCEPTUAL)
+    lpips_net, _ = perceptual_nets()
+    metric = BestOfN(lpips_net=lpips_net)
+    metric.update(samples, target, index, cond=cond)
+    r = metric.compute()
+    direct = lpips(samples, target[:, None].expand_as(samples), lpips_net)  # (B, S, T)
+    best = direct.mean(-1).argmin(1)
+    torch.testing.assert_close(r.per_video["lpips_bestofN"], direct[torch.arange(5), best])
+    torch.testing.assert_close(r.per_video["lpips_meanofN"], direct.mean(1))
+    assert r.mean["lpips_bestofN"] < r.mean["lpips_meanofN"] < r.mean["lpips_worstofN"]
+    copy_last = lpips(cond[:, -1:].expand_as(target), target, lpips_net)
+    torch.testing.assert_close(r.per_video["lpips_copy_last"], copy_last)
+    assert r.names == curve_names(METRICS | {"lpips": None})
+    assert r.mean["ssim_bestofN"] == BestOfN().forward(samples, target, index).mean["ssim_bestofN"]
+
+
+def test_fvd_draws_one_seeded_sample_per_video_and_ignores_chunking():
+    samples, target, cond, index = random_videos(**PERCEPTUAL)
+    _, i3d = perceptual_nets()
+    whole = BestOfN(i3d_net=i3d, fvd_draws=4, seed=7)
+    whole.update(samples, target, index, cond=cond)
+    r = whole.compute()
+
+    picks = fvd_picks(index, 3, 4, seed=7)
+    assert torch.equal(picks[2:], fvd_picks(index[2:], 3, 4, seed=7))  # per video, not per batch
+    assert not torch.equal(picks, fvd_picks(index, 3, 4, seed=8))
+    real = i3d_features(torch.cat([cond, target], 1), i3d)
+    expected = []
+    for d in range(4):
+        drawn = samples[torch.arange(5), picks[:, d]]
+        expected.append(frechet_distance(real, i3d_features(torch.cat([cond, drawn], 1), i3d)))
+    assert r.fvd["draws"] == pytest.approx(expected, rel=1e-4)
+    assert r.fvd["mean"] == pytest.approx(sum(expected) / 4, rel=1e-4) and r.fvd["ci95"] > 0
+    assert r.to_dict()["summary"]["fvd"] == r.fvd
+
+    # Scored chunk by chunk (chunks cut across videos), as the evaluation does: same numbers.
+    frames = samples.flatten(0, 1)
+    chunks = [Chunk(rows, frames[rows]) for rows in torch.arange(15).split(4)]
+    scores = score_chunks(chunks, cond, target, 3, METRICS, whole.fvd_for(index, 3))
+    chunked = BestOfN(i3d_net=i3d, fvd_draws=4, seed=7)
+    chunked.update_curves(scores.curves, index, scores.fvd)
+    assert chunked.compute().fvd["draws"] == pytest.approx(expected, rel=1e-4)
+
+
+def test_fvd_needs_whole_videos_and_every_batch_features():
+    samples, target, cond, index = random_videos(**PERCEPTUAL)
+    _, i3d = perceptual_nets()
+    metric = BestOfN(i3d_net=i3d)
+    with pytest.raises(ValueError, match="conditioning frames"):
+        metric.update(samples, target, index)
+    with pytest.raises(ValueError, match="give the FVD features"):
+        metric.update_curves({"ssim_bestofN": torch.ones(5, 3)}, index)
+    scores = score_chunks([Chunk(torch.arange(15), samples.flatten(0, 1))], cond, target, 3,
+                          METRICS, metric.fvd_for(index, 3))  # fmt: skip
+    with pytest.raises(ValueError, match="without an I3D network"):
+        BestOfN().update_curves(scores.curves, index, scores.fvd)
 
 
 # --- two processes ---------------------------------------------------------------------------
@@ -201,44 +290,58 @@ def _as_dict(r: BestOfNResult) -> dict:
     return {k: getattr(r, k) for k in BestOfNResult.__slots__}
 
 
-def _ddp_worker(rank: int, port: int, out: str) -> None:
+def _ddp_worker(rank: int, port: int, out: str, perceptual: bool) -> None:
     torch.set_num_threads(1)
     dist.init_process_group(
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2,
         timeout=timedelta(seconds=30),
     )  # fmt: skip
     try:
-        samples, target, cond, index = random_videos()
+        samples, target, cond, index = random_videos(**(PERCEPTUAL if perceptual else {}))
         # 5 videos on 2 processes: rank 0 gets 0, 2, 4; rank 1 gets 1, 3 and 0 again (padding).
         mine = torch.tensor(list(DistributedSampler(range(5), 2, rank, shuffle=False)))
-        metric = BestOfN()
+        metric = _metric(perceptual)
         if rank == 0:  # two batches through update
             for rows in mine.split(2):
                 metric.update(samples[rows], target[rows], index[rows], cond=cond[rows])
         else:  # one batch, scored in chunks, through update_curves
             frames = samples[mine].flatten(0, 1)
             chunks = [Chunk(r, frames[r]) for r in torch.arange(len(frames)).split(4)]
-            curves = score_chunks(chunks, cond[mine], target[mine], samples.shape[1])
-            metric.update_curves(curves, index[mine])
+            scores = score_chunks(chunks, cond[mine], target[mine], samples.shape[1],
+                                  metric.metric_fns, metric.fvd_for(index[mine], 3))  # fmt: skip
+            metric.update_curves(scores.curves, index[mine], scores.fvd)
         torch.save(_as_dict(metric.compute()), f"{out}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
 
+def _metric(perceptual: bool) -> BestOfN:
+    if not perceptual:
+        return BestOfN()
+    lpips_net, i3d = perceptual_nets()
+    return BestOfN(lpips_net=lpips_net, i3d_net=i3d, fvd_draws=3)
+
+
 @pytest.mark.slow
-def test_two_processes_give_the_single_process_numbers(tmp_path):
+@pytest.mark.parametrize("perceptual", [False, True], ids=["ssim_psnr", "lpips_fvd"])
+def test_two_processes_give_the_single_process_numbers(tmp_path, perceptual):
     start = time.monotonic()
-    ctx = mp.spawn(_ddp_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=False)
+    ctx = mp.spawn(
+        _ddp_worker, args=(_free_port(), str(tmp_path), perceptual), nprocs=2, join=False
+    )
     while not ctx.join(timeout=5):
         if time.monotonic() - start > 120:
             for p in ctx.processes:
                 p.kill()
             pytest.fail("the two processes did not finish in 120 s")
-    samples, target, cond, index = random_videos()
-    single = BestOfN()
+    samples, target, cond, index = random_videos(**(PERCEPTUAL if perceptual else {}))
+    single = _metric(perceptual)
     single.update(samples, target, index, cond=cond)
     expected = single.compute()
     for rank in (0, 1):  # every process gets the gathered result
         got = BestOfNResult(**torch.load(tmp_path / f"rank{rank}.pt", weights_only=False))
         assert got.num_videos == 5
         assert_same_result(expected, got, atol=1e-6)
+        if perceptual:
+            assert "lpips_bestofN" in got.names
+            assert got.fvd["draws"] == pytest.approx(expected.fvd["draws"], rel=1e-5)

@@ -1,16 +1,21 @@
 """`python -m svg_lightning.evaluate` on a tiny trained checkpoint."""
 
+import importlib
 import json
 
 import pytest
 import torch
+import torchvision
 
 from svg_lightning.cli import compare_main
 from svg_lightning.errors import CheckpointError, ConfigError
 from svg_lightning.evaluate import evaluate
 from svg_lightning.files import sha256
+from svg_lightning.metrics.fvd import I3D, I3D_FILE
+from svg_lightning.metrics.perceptual import ALEXNET_FILE, MissingWeightsError, lpips_files
 from tests.helpers import compose_cfg, run_cli
 
+evaluate_mod = importlib.import_module("svg_lightning.evaluate")  # the module, not the function
 EVAL = ["eval.num_videos=5", "eval.num_samples=3", "eval.n_future=4", "eval.batch_size=2",
         "eval.sample_chunk=4", "eval.grid_videos=2", "eval.grid_samples=2", "logger=csv",
         "trainer.accelerator=cpu"]  # fmt: skip
@@ -204,3 +209,94 @@ def test_reference_ssim_is_opt_in_and_reported_beside(tmp_path, run_dir):
     assert "7x7 uniform window" in m["protocol"]["ssim_ref"]
     # The old definition inflates SSIM on sparse digit frames.
     assert m["summary"]["ssim_ref_black"]["mean"] > m["summary"]["ssim_black"]["mean"]
+
+
+# --- LPIPS and FVD (random-weight AlexNet and I3D saved as the real formats) -----------------
+
+
+@pytest.fixture(scope="module")
+def weight_files(tmp_path_factory):
+    """A torchvision alexnet state dict (features only) and an I3D state dict, random weights."""
+    root = tmp_path_factory.mktemp("weights")
+    torch.manual_seed(0)
+    alexnet = torchvision.models.alexnet(weights=None).state_dict()
+    torch.save({k: v for k, v in alexnet.items() if k.startswith("features.")},
+               root / ALEXNET_FILE)  # fmt: skip
+    i3d = I3D()
+    for m in i3d.modules():  # spread-out statistics, so random features differ between videos
+        if isinstance(m, torch.nn.BatchNorm3d):
+            m.running_var.uniform_(0.01, 0.1)
+    torch.save(i3d.state_dict(), root / I3D_FILE)
+    return root / ALEXNET_FILE, root / I3D_FILE
+
+
+def perceptual(alexnet, i3d, *more):
+    return (f"eval.lpips_backbone={alexnet}", f"eval.i3d={i3d}", "eval.num_videos=4",
+            "eval.fvd_draws=2", *more)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_lpips_and_fvd_are_written_recorded_and_compared(tmp_path, run_dir, weight_files, capsys):
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    on = perceptual(*weight_files, "eval.lpips=true", "eval.fvd=true")
+    m, paths = evaluate(eval_cfg(tmp_path / "a", ckpt, *on))
+    s, pr = m["summary"], m["protocol"]
+    for key in ("bestofN", "meanofN", "worstofN", "copy_last", "black"):
+        assert len(m["curves"][f"lpips_{key}"]["mean"]) == 4, key
+    best, mean, worst = (s[f"lpips_{k}"]["mean"] for k in ("bestofN", "meanofN", "worstofN"))
+    assert (
+        best - 1e-6 <= mean <= worst + 1e-6
+    )  # lowest is best; a tiny model's samples nearly coincide
+    assert len(s["fvd"]["draws"]) == 2 and s["fvd"]["mean"] > 0 and s["fvd"]["ci95"] >= 0
+    alexnet, i3d = weight_files
+    assert pr["fvd"]["weights"] == [{"file": str(i3d), "sha256": sha256(i3d)}]
+    assert pr["fvd"]["draws"] == 2 and "I3D" in pr["fvd"]["rule"]
+    assert [w["file"] for w in pr["lpips"]["weights"]] == [
+        str(alexnet),
+        str(lpips_files(alexnet)[1]),
+    ]
+    assert "lpips_bestofN_mean" in (tmp_path / "a" / "out" / "curves.csv").read_text()
+    assert "FVD" in capsys.readouterr().out  # the printed table
+    # Same seed, other batching: same draws, same numbers.
+    again, _ = evaluate(eval_cfg(tmp_path / "b", ckpt, *on, "eval.batch_size=3"))
+    assert again["summary"]["fvd"]["draws"] == pytest.approx(s["fvd"]["draws"], rel=1e-5)
+    assert compare_main([str(tmp_path / "a" / "out"), str(tmp_path / "b" / "out")]) == 0
+    table = capsys.readouterr().out
+    assert "LPIPS" in table and "FVD" in table  # (narrow terminals wrap the headers)
+
+
+def test_lpips_and_fvd_follow_the_protocol_and_missing_weights_stop_before_sampling(
+    tmp_path, run_dir, weight_files, monkeypatch
+):
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    sampled = []
+    monkeypatch.setattr(evaluate_mod, "run_best_of_n", lambda *a: sampled.append(1))
+    missing = tmp_path / "nowhere" / I3D_FILE
+    with pytest.raises(ConfigError, match=f"eval.fvd=true, but .*{missing}"):
+        evaluate(eval_cfg(tmp_path, ckpt, *perceptual(weight_files[0], missing, "eval.fvd=true")))
+    with pytest.raises(ConfigError, match="eval.lpips=true, but .*hub"):
+        evaluate(eval_cfg(tmp_path, ckpt, "eval.lpips=true", "eval.lpips_backbone=null"))
+    with pytest.raises(ConfigError, match="eval.fvd=true, but FVD's I3D needs videos of at least"):
+        evaluate(eval_cfg(tmp_path, ckpt, *perceptual(*weight_files, "eval.fvd=true",
+                                                      "eval.n_future=3")))  # fmt: skip
+    with pytest.raises(ConfigError, match="eval.lpips"):
+        evaluate(eval_cfg(tmp_path, ckpt, "eval.lpips=maybe"))
+    assert not sampled
+    monkeypatch.undo()
+    # null: SM-MNIST's protocol has neither (SRVP reports them for KTH and BAIR).
+    m, _ = evaluate(eval_cfg(tmp_path / "auto", ckpt, *perceptual(*weight_files)))
+    assert "fvd" not in m["summary"] and "lpips_bestofN" not in m["summary"]
+    assert m["protocol"]["lpips"] is None and m["protocol"]["fvd"] is None
+
+
+def test_weight_files_on_by_protocol_are_skipped_with_a_note_when_missing(capsys):
+    def missing():
+        raise MissingWeightsError("put rgb_imagenet.pt at /x")
+
+    assert evaluate_mod.weight_files(None, True, "FVD", missing, None) is None
+    assert "FVD not computed (eval.fvd=null): put rgb_imagenet.pt at /x" in capsys.readouterr().err
+    assert evaluate_mod.weight_files(None, False, "FVD", missing, None) is None
+    assert evaluate_mod.weight_files(False, True, "FVD", missing, None) is None
+    with pytest.raises(ConfigError, match="eval.fvd=true, but put rgb_imagenet.pt at /x"):
+        evaluate_mod.weight_files(True, False, "FVD", missing, None)
+    assert evaluate_mod.weight_files(None, True, "FVD", lambda: "found", None) == "found"

@@ -183,6 +183,10 @@ def check_eval(e, protocol_word: str) -> None:
     c.integer("eval.seed", e.get("seed"), low=0)
     c.integer("eval.grid_videos", e.get("grid_videos"), low=0)
     c.integer("eval.grid_samples", e.get("grid_samples"), low=0)
+    for key in ("lpips", "fvd"):
+        if e.get(key) not in (None, True, False):
+            c.errors.append(f"eval.{key}={e.get(key)!r} must be true, false or null (auto)")
+    c.integer("eval.fvd_draws", e.get("fvd_draws"))
     c.raise_if_any("evaluation settings")
 
 

