@@ -2,7 +2,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup dev train test test-fast bench lint format clean
+.PHONY: setup dev train test test-fast bench gpu-check lint format clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -22,10 +22,13 @@ test: dev  ## the whole suite, as CI runs it
 test-fast: dev  ## skip subprocess, multi-process and training tests
 	$(BIN)/python -m pytest -q -m "not slow"
 
-bench: dev  ## throughput figures (see benchmarks/)
+bench: dev  ## throughput figures, each with its baseline and ratio (docs/performance.md)
 	$(BIN)/python benchmarks/bench_model.py
 	$(BIN)/python benchmarks/bench_eval.py
 	$(BIN)/python benchmarks/bench_data.py
+
+gpu-check: dev  ## on a GPU machine, < 8 min: training/eval throughput, peak memory -> gpu_check.json
+	PYTHON=$(BIN)/python benchmarks/gpu_check.sh --out gpu_check.json
 
 lint: dev
 	$(BIN)/ruff format --check src tests benchmarks notebooks

@@ -1,19 +1,22 @@
-"""Throughput of the paper-size SM-MNIST SVG-LP on this machine, against its matmul peak.
+"""Training and sampling throughput of the paper-size SM-MNIST SVG-LP on this machine, against
+the reference algorithm and against the machine's matmul peak, all measured in one run.
 
-Training: batch 16, T = 15 (5 + 10), one optimizer step per iteration, with the reference's
-per-time-step BatchNorm statistics (``bn_stats=per_step``, the default) and with one set of
-statistics over all frames (``joint``), in the same run. Sampling: 5 conditioning
-frames -> 10 generated, 16 videos x 4 samples in one batched call. FLOPs per step are counted
-with torch.utils.flop_counter (matmuls and convolutions); the machine's attainable FLOP/s is
-measured with a large float32 matmul in the same run.
+Training: batch 16, T = 15 (5 + 10), one Adam step per iteration, ``bn_stats=per_step``; the
+baseline is ``reference_loop.reference_step`` (the reference's frame-by-frame schedule, same
+weights). Our step and the baseline alternate rep by rep and the medians are compared, so load
+from other jobs on the machine hits both alike. FLOPs are counted with torch.utils.flop_counter
+(matmuls and convolutions); the attainable FLOP/s is a large float32 matmul, measured between
+reps. Sampling: 5 conditioning frames -> 10 generated, 16 videos x 4 samples in one call.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
+from reference_loop import reference_step
 from torch.utils.flop_counter import FlopCounterMode
 
 from svg_lightning.models.config import SVGConfig
@@ -21,13 +24,10 @@ from svg_lightning.models.losses import svg_loss
 from svg_lightning.models.svg import SVG
 
 
-def timed(fn, reps: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
+def seconds(fn) -> float:
     start = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    return (time.perf_counter() - start) / reps
+    fn()
+    return time.perf_counter() - start
 
 
 def flops(fn) -> int:
@@ -36,52 +36,81 @@ def flops(fn) -> int:
     return counter.get_total_flops()
 
 
-def matmul_peak(n: int = 2048, reps: int = 10) -> float:
+def matmul_rate(n: int = 2048, reps: int = 5) -> float:
     a, b = torch.randn(n, n), torch.randn(n, n)
-    return 2 * n**3 / timed(lambda: a @ b, reps)
+    a @ b
+    return 2 * n**3 * reps / seconds(lambda: [a @ b for _ in range(reps)])
+
+
+def interleaved(fns: dict, reps: int) -> dict[str, float]:
+    """Median seconds of each function, called in turn rep after rep (after one warm-up each)."""
+    for fn in fns.values():
+        fn()
+    times = {k: [] for k in fns}
+    for _ in range(reps):
+        for k, fn in fns.items():
+            times[k].append(seconds(fn))
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--channels-last", action="store_true")
     args = parser.parse_args()
     torch.manual_seed(0)
     model = SVG(SVGConfig())  # the paper's SM-MNIST SVG-LP network
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     x = torch.rand(args.batch, 15, 1, 64, 64)
 
-    def train_step(bn_stats: str = "per_step"):
-        out = model(x, 5, bn_stats)
+    def ours():
+        out = model(x, 5, "per_step")
         lat = out.latents
         t = svg_loss(out.x_hat, x[:, 1:], 1e-4, lat.mu, lat.logvar, lat.prior_mu, lat.prior_logvar)
         opt.zero_grad(set_to_none=True)
         t.loss.backward()
         opt.step()
 
-    samples = 4
-    model.eval()
-    sample = lambda: model.sample(x[:, :5], n_future=10, num_samples=samples)  # noqa: E731
-    peak = matmul_peak()
-    model.train()
-    train_flops, train_s = flops(train_step), timed(train_step, args.reps)
-    joint_s = timed(lambda: train_step("joint"), args.reps)
-    model.eval()
-    sample_flops, sample_s = flops(sample), timed(sample, args.reps)
+    def reference():
+        opt.zero_grad(set_to_none=True)
+        reference_step(model, x, 5, 1e-4).loss.backward()
+        opt.step()
 
-    frames_train = args.batch * 15
-    frames_sample = args.batch * samples * 10
-    print(f"threads: {torch.get_num_threads()}, measured float32 matmul: {peak / 1e9:.1f} GFLOP/s")
-    for name, f, s, n in (
-        ("train step (B=16, T=15), bn_stats=per_step", train_flops, train_s, frames_train),
-        ("train step (B=16, T=15), bn_stats=joint", train_flops, joint_s, frames_train),
-        ("sampling (16 videos x 4 samples, 5 -> 10)", sample_flops, sample_s, frames_sample),
-    ):
-        print(
-            f"{name}: {s * 1e3:.0f} ms, {n / s:.0f} frames/s, {f / 1e9:.1f} GFLOP/step, "
-            f"{f / s / 1e9:.1f} GFLOP/s = {f / s / peak:.0%} of matmul peak"
-        )
-    print(f"per_step / joint step time: {train_s / joint_s:.3f}")
+    samples = 4
+    sample = lambda: model.sample(x[:, :5], n_future=10, num_samples=samples)  # noqa: E731
+    model.train()
+    f_ours, f_ref = flops(ours), flops(reference)
+    peaks = []
+    t = interleaved(
+        {"ours": ours, "reference": reference, "peak": lambda: peaks.append(matmul_rate())},
+        args.reps,
+    )
+    peak = statistics.median(peaks)
+    model.eval()
+    f_sample = flops(sample)
+    t_sample = interleaved({"sample": sample}, args.reps)["sample"]
+
+    frames = args.batch * 15
+    print(f"threads: {torch.get_num_threads()}, float32 matmul peak: {peak / 1e9:.1f} GFLOP/s")
+    print(
+        f"train step (B={args.batch}, T=15, per_step BN): ours {t['ours'] * 1e3:.0f} ms = "
+        f"{frames / t['ours']:.1f} frames/s; reference loop {t['reference'] * 1e3:.0f} ms = "
+        f"{frames / t['reference']:.1f} frames/s; ratio {t['reference'] / t['ours']:.2f}x"
+    )
+    print(
+        f"FLOPs per step: ours {f_ours / 1e9:.1f} GFLOP, reference loop {f_ref / 1e9:.1f} GFLOP "
+        f"({f_ref / f_ours:.2f}x ours)"
+    )
+    for name, f, s in (("ours", f_ours, t["ours"]), ("reference loop", f_ref, t["reference"])):
+        print(f"fraction of matmul peak, {name}: {f / s / 1e9:.1f} GFLOP/s = {f / s / peak:.0%}")
+    n = args.batch * samples * 10
+    print(
+        f"sampling ({args.batch} videos x {samples} samples, 5 -> 10): {t_sample * 1e3:.0f} ms, "
+        f"{n / t_sample:.0f} frames/s, {f_sample / t_sample / peak:.0%} of matmul peak"
+    )
 
 
 if __name__ == "__main__":

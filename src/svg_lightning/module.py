@@ -66,6 +66,8 @@ class SVGModule(pl.LightningModule):
         val_num_samples: int = 10,
         sample_chunk: int | None = None,
         bn_stats: str = "per_step",
+        compile: bool = False,  # torch.compile of every network (see SVG.fast_paths)
+        channels_last: bool = False,  # NHWC convolutions (see SVG.fast_paths)
         **architecture,
     ):
         super().__init__()
@@ -76,6 +78,11 @@ class SVGModule(pl.LightningModule):
         self.hparams.update(config.as_dict())  # every field, defaults included: the checkpoint
         # then describes its network whatever the defaults of a later version
         self.svg = SVG(config)
+
+    def configure_model(self) -> None:
+        """Lightning calls this before fit/test moves the model to its device and DDP wraps it,
+        once per entry point: both switches may be applied again."""
+        self.svg.fast_paths(self.hparams.compile, self.hparams.channels_last)
 
     @property
     def val_settings(self) -> EvalSettings:

@@ -12,9 +12,49 @@ with one fewer stage. VGG: stacks of 3x3 convs with max-pooling between stages.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from svg_lightning.models.batchnorm import StepBatchNorm2d
+
+
+class _SkipInput:
+    """First conv of a decoder stage, whose input is cat([feature, skip]) along channels, the two
+    halves equally wide. A convolution is linear in its input channels, so it equals
+    conv_feature(feature) + conv_skip(skip) + bias: the skip term depends on the skip frame alone
+    and is computed once per distinct skip frame (a few conditioning frames, in training and
+    generation alike) instead of once per decoded frame, and no concatenated copy is made.
+    Called with a tensor it is the plain layer; with a pair (feature, skip term) the split one."""
+
+    def _half(self, skip: bool) -> torch.Tensor:
+        return self.weight.chunk(2, self._in_dim)[skip]
+
+    def skip_term(self, skip: torch.Tensor) -> torch.Tensor:
+        return self._conv(skip, self._half(True), None)
+
+    def forward(self, x):
+        if isinstance(x, torch.Tensor):
+            return self._conv(x, self.weight, self.bias)
+        feature, term = x
+        return self._conv(feature, self._half(False), self.bias) + term
+
+
+class SkipConv2d(_SkipInput, nn.Conv2d):
+    _in_dim = 1  # weight: (out, in, k, k)
+
+    def _conv(self, x, weight, bias):
+        return self._conv_forward(x, weight, bias)
+
+
+class SkipConvTranspose2d(_SkipInput, nn.ConvTranspose2d):
+    _in_dim = 0  # weight: (in, out, k, k)
+
+    def _conv(self, x, weight, bias):
+        return F.conv_transpose2d(
+            x, weight, bias, self.stride, self.padding, self.output_padding, self.groups,
+            self.dilation,
+        )  # fmt: skip
+
 
 BACKBONE_SIZES = {"dcgan32": 32, "dcgan64": 64, "dcgan128": 128, "vgg64": 64, "vgg128": 128}
 
@@ -27,15 +67,15 @@ def conv_block(cin: int, cout: int) -> nn.Sequential:
 
 def upconv_block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.ConvTranspose2d(cin, cout, 4, 2, 1),
+        SkipConvTranspose2d(cin, cout, 4, 2, 1),
         StepBatchNorm2d(cout),
         nn.LeakyReLU(0.2, inplace=True),
     )
 
 
-def vgg_block(cin: int, cout: int) -> nn.Sequential:
+def vgg_block(cin: int, cout: int, conv: type[nn.Conv2d] = nn.Conv2d) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, 1, 1), StepBatchNorm2d(cout), nn.LeakyReLU(0.2, inplace=True)
+        conv(cin, cout, 3, 1, 1), StepBatchNorm2d(cout), nn.LeakyReLU(0.2, inplace=True)
     )
 
 
@@ -73,18 +113,34 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """``uncode`` then, per stage, [upsample], concat the matching skip, ``stage``; Sigmoid out."""
+    """``uncode`` then, per stage, [upsample], concat the matching skip, ``stage``; Sigmoid out.
+    The concatenation is computed as a sum of two convolutions (see ``_SkipInput``)."""
 
     def __init__(self, uncode: nn.Module, stages: list[nn.Module], upsample: bool):
         super().__init__()
         self.uncode = uncode
         self.stages = nn.ModuleList(stages)
         self.up = nn.Upsample(scale_factor=2, mode="nearest") if upsample else nn.Identity()
+        # A plain list: the layers stay registered once, under ``stages`` (state dict unchanged).
+        self._first = [next(m for m in s.modules() if isinstance(m, _SkipInput)) for s in stages]
 
-    def forward(self, g: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+    def skip_terms(self, skips: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The encoder's skips (finest first) -> each stage's share of its first conv, in
+        decoder order: pass to ``forward`` as ``terms``, gathered to the rows being decoded."""
+        return [conv.skip_term(s) for conv, s in zip(self._first, reversed(skips))]
+
+    def forward(
+        self,
+        g: torch.Tensor,
+        skips: list[torch.Tensor] | None = None,
+        terms: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Decode g (N, g_dim) with the encoder's ``skips`` or their ``skip_terms`` (N rows)."""
+        if terms is None:
+            terms = self.skip_terms(skips)
         d = self.uncode(g[:, :, None, None])
-        for stage, skip in zip(self.stages, reversed(skips)):
-            d = stage(torch.cat([self.up(d), skip], dim=1))
+        for stage, term in zip(self.stages, terms):
+            d = stage((self.up(d), term))
         return torch.sigmoid(d)
 
 
@@ -95,7 +151,7 @@ def dcgan(image_size: int, channels: int, g_dim: int, nf: int = 64) -> tuple[Enc
     enc += [conv_block(a, b) for a, b in zip(widths, widths[1:])]
     # Decoder stages consume cat(feature, skip), so their inputs are twice the skip width.
     dec = [upconv_block(2 * b, a) for a, b in zip(widths, widths[1:])][::-1]
-    dec.append(nn.ConvTranspose2d(2 * widths[0], channels, 4, 2, 1))
+    dec.append(SkipConvTranspose2d(2 * widths[0], channels, 4, 2, 1))
     return (
         Encoder(enc, code_block(widths[-1], g_dim), pool_between=False),
         Decoder(uncode_block(g_dim, widths[-1]), dec, upsample=False),
@@ -103,8 +159,12 @@ def dcgan(image_size: int, channels: int, g_dim: int, nf: int = 64) -> tuple[Enc
 
 
 def vgg(image_size: int, channels: int, g_dim: int) -> tuple[Encoder, Decoder]:
-    def stack(*widths: int) -> nn.Sequential:
-        return nn.Sequential(*(vgg_block(a, b) for a, b in zip(widths, widths[1:])))
+    def stack(*widths: int, skip_input: bool = False) -> nn.Sequential:
+        first = SkipConv2d if skip_input else nn.Conv2d
+        pairs = enumerate(zip(widths, widths[1:]))
+        return nn.Sequential(
+            *(vgg_block(a, b, first if i == 0 else nn.Conv2d) for i, (a, b) in pairs)
+        )
 
     enc = [
         stack(channels, 64, 64),
@@ -113,14 +173,14 @@ def vgg(image_size: int, channels: int, g_dim: int) -> tuple[Encoder, Decoder]:
         stack(256, 512, 512, 512),
     ]
     dec = [
-        stack(1024, 512, 512, 256),
-        stack(512, 256, 256, 128),
-        stack(256, 128, 64),
-        nn.Sequential(vgg_block(128, 64), nn.ConvTranspose2d(64, channels, 3, 1, 1)),
+        stack(1024, 512, 512, 256, skip_input=True),
+        stack(512, 256, 256, 128, skip_input=True),
+        stack(256, 128, 64, skip_input=True),
+        nn.Sequential(vgg_block(128, 64, SkipConv2d), nn.ConvTranspose2d(64, channels, 3, 1, 1)),
     ]
     if image_size == 128:
         enc.append(stack(512, 512, 512, 512))
-        dec.insert(0, stack(1024, 512, 512, 512))
+        dec.insert(0, stack(1024, 512, 512, 512, skip_input=True))
     return (
         Encoder(enc, code_block(512, g_dim), pool_between=True),
         Decoder(uncode_block(g_dim, 512), dec, upsample=True),

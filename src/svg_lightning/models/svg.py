@@ -107,6 +107,19 @@ class SVG(nn.Module):
             )
         self.apply(init_weights)
 
+    def fast_paths(self, compile: bool = False, channels_last: bool = False) -> SVG:
+        """Switches for GPUs, each computing the same function: ``channels_last`` stores conv
+        weights NHWC, which convolutions then run in (the layout tensor cores want);
+        ``compile`` runs every network through torch.compile in place (``Module.compile``), which
+        fuses BatchNorm, LeakyReLU and the elementwise work around the convolutions; parameter
+        names, the state dict and checkpoints are unchanged."""
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
+        if compile:
+            for net in self.children():
+                net.compile()
+        return self
+
     @property
     def stochastic(self) -> bool:
         return self.variant != "deterministic"
@@ -160,16 +173,21 @@ class SVG(nn.Module):
         b, t = x.shape[:2]
         with step_statistics(self.encoder, t, self.encoder_calls(t)) if per_step else nullcontext():
             h, skips = self.encode(x)
+        # The decoder's skip terms are computed once per source frame (frames 0..u-1: a few
+        # conditioning frames unless skip=previous), then gathered to the T-1 decoded steps.
         src = [skip_source(i, n_past, self.skip) for i in range(1, t)]
-        src = torch.tensor(src, device=x.device)
-        skips = [s[:, src].flatten(0, 1) for s in skips]
+        u = max(src) + 1
+        terms = self.decoder.skip_terms([s[:, :u].flatten(0, 1) for s in skips])
+        if src != list(range(u)):
+            idx = torch.tensor(src, device=x.device)
+            terms = [tm.view(b, u, *tm.shape[1:])[:, idx].flatten(0, 1) for tm in terms]
         latents = self._latents(h)
         inp = h[:, :-1]
         if self.stochastic:
             inp = torch.cat([inp, reparameterize(latents.mu, latents.logvar)], dim=-1)
         g, _ = self.frame_predictor(inp)
         with step_statistics(self.decoder, t - 1, range(t - 1)) if per_step else nullcontext():
-            x_hat = self.decoder(g.flatten(0, 1), skips).view(b, t - 1, *x.shape[2:])
+            x_hat = self.decoder(g.flatten(0, 1), terms=terms).view(b, t - 1, *x.shape[2:])
         return TeacherForced(x_hat, latents)
 
     def noise_steps(self, n_cond: int, n_future: int) -> int:
@@ -203,6 +221,9 @@ class SVG(nn.Module):
         # frame is normalised over the B sequences, as one reference call per frame would).
         with stats(self.encoder, n_cond):
             h, skips = self.encode(cond)
+        # The first generated frame's skip terms, once per sequence (shared by its samples).
+        src = skip_source(n_cond, n_cond, self.skip)
+        terms = self.decoder.skip_terms([sk[:, src] for sk in skips])
         if noise is not None:
             noise = noise.to(cond.device).flatten(0, 1)
         rows = torch.arange(b * s, device=cond.device)
@@ -214,7 +235,7 @@ class SVG(nn.Module):
             eps = None if noise is None else noise[rows]
             with stats(self.encoder, 1), stats(self.decoder, 1):
                 frames, mu, logvar = self._rollout(
-                    h[rows // s], [sk[rows // s] for sk in skips], n_future, eps
+                    h[rows // s], [tm[rows // s] for tm in terms], n_future, eps
                 )
             yield SampleChunk(rows, frames, mu, logvar)
 
@@ -247,12 +268,13 @@ class SVG(nn.Module):
     def _rollout(
         self,
         h: torch.Tensor,
-        skips: list[torch.Tensor],
+        terms: list[torch.Tensor],
         n_future: int,
         eps: torch.Tensor | None = None,
     ):
-        """h: (N, P, g), skips: (N, P, ...) of the conditioning frames. Warms the LSTMs up on the
-        P-1 conditioning transitions (z from the posterior), then generates n_future frames.
+        """h: (N, P, g) of the conditioning frames, ``terms``: the decoder's skip terms for the
+        first generated frame (``Decoder.skip_terms``, N rows). Warms the LSTMs up on the P-1
+        conditioning transitions (z from the posterior), then generates n_future frames.
         ``eps``: (N, P-1+n_future, z) standard-normal draws, or None to draw them here."""
         n_cond = h.shape[1]
         if eps is None and self.stochastic:
@@ -269,7 +291,6 @@ class SVG(nn.Module):
                     _, _, prior_state = self.prior(h_prev)
             _, pred_state = self.frame_predictor(inp, None)
         h_in = h[:, -1:]
-        skip = [sk[:, skip_source(n_cond, n_cond, self.skip)] for sk in skips]
         frames, mus, logvars = [], [], []
         for step in range(n_future):
             if self.stochastic:
@@ -283,13 +304,13 @@ class SVG(nn.Module):
                     z = e.to(h_in.dtype)
                 h_in = torch.cat([h_in, z], dim=-1)
             g, pred_state = self.frame_predictor(h_in, pred_state)
-            x = self.decoder(g[:, 0], skip)
+            x = self.decoder(g[:, 0], terms=terms)
             frames.append(x)
             if step + 1 < n_future:
                 h_next, skip_next = self.encoder(x)
                 h_in = h_next[:, None]
                 if self.skip == "previous":
-                    skip = skip_next
+                    terms = self.decoder.skip_terms(skip_next)
         frames = torch.stack(frames, 1)
         if self.variant != "lp":
             return frames, None, None

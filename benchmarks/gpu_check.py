@@ -1,0 +1,220 @@
+"""GPU check: training and best-of-100 throughput of the paper nets, written to a JSON file.
+
+Training: smmnist_lp (DCGAN-64, T = 5 + 10) and bair_lp (VGG-64, T = 2 + 10) at batch 100 in
+precision 32 / bf16-mixed / 16-mixed (autocast; the loss stays float32; 16-mixed with a
+GradScaler, as Lightning does), each with and without ``torch.compile`` (``SVG.fast_paths``),
+per-step BatchNorm; whether every loss stayed finite; peak memory. With two GPUs, the 32-bit
+smmnist_lp step under DDP (batch 100 per GPU). Evaluation: best-of-100 SSIM/PSNR scoring of
+the smmnist_lp net, predicted frames/s, and whether the rollout ran with no host sync
+(``torch.cuda.set_sync_debug_mode("error")``).
+
+    python benchmarks/gpu_check.py --out gpu_check.json           # on a GPU, < 8 minutes
+    python benchmarks/gpu_check.py --device cpu --tiny --out x.json  # dry run of the same code
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import torch
+
+from svg_lightning.metrics.frame import psnr, ssim
+from svg_lightning.models.config import SVGConfig
+from svg_lightning.models.losses import svg_loss
+from svg_lightning.models.svg import SVG
+
+NETS = {  # spec Sec. 2: (architecture, n_past, n_future)
+    "smmnist_lp": (dict(), 5, 10),
+    "bair_lp": (dict(backbone="vgg64", channels=3, z_dim=64), 2, 10),
+}
+TINY = dict(g_dim=8, z_dim=3, rnn_size=8, nf=4, backbone="dcgan32", image_size=32)
+DTYPES = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def build(arch: dict, tiny: bool, device, compile: bool, channels_last: bool) -> SVG:
+    torch.manual_seed(0)
+    arch = arch | TINY if tiny else arch
+    return SVG(SVGConfig(**arch)).to(device).fast_paths(compile, channels_last)
+
+
+def train_figures(name, precision, compile, args, device) -> dict:
+    arch, n_past, n_future = NETS[name]
+    model = build(arch, args.tiny, device, compile, args.channels_last)
+    cfg = model.config
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "16-mixed")
+    dtype = DTYPES[precision]
+    t = n_past + n_future
+    x = torch.rand(args.batch, t, cfg.channels, cfg.image_size, cfg.image_size, device=device)
+    losses = []
+
+    def step():
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            out = model(x, n_past, "per_step")
+        lat = out.latents
+        terms = svg_loss(
+            out.x_hat, x[:, 1:], 1e-4, lat.mu, lat.logvar, lat.prior_mu, lat.prior_logvar
+        )
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(terms.loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        losses.append(terms.loss.detach())
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    for _ in range(args.warmup):
+        step()
+    sync(device)
+    warm = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    sync(device)
+    s = (time.perf_counter() - start) / args.steps
+    return {
+        "net": name, "precision": precision, "compile": compile, "batch": args.batch,
+        "step_ms": 1e3 * s, "frames_per_s": args.batch * t / s, "warmup_s": warm,
+        "loss_finite": bool(torch.stack(losses).isfinite().all()),
+        "peak_mem_gib": torch.cuda.max_memory_allocated(device) / 2**30
+        if device.type == "cuda" else None,
+    }  # fmt: skip
+
+
+def _ddp_worker(rank: int, world: int, args, port: int, queue) -> None:
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("nccl", rank=rank, world_size=world)
+    device = torch.device("cuda", rank)
+    torch.cuda.set_device(device)
+    model = build({}, args.tiny, device, False, args.channels_last)
+    ddp = DistributedDataParallel(model)
+    opt = torch.optim.Adam(ddp.parameters(), lr=2e-3)
+    x = torch.rand(args.batch, 15, 1, 64, 64, device=device)
+    times = []
+    for i in range(args.warmup + args.steps):
+        start = time.perf_counter()
+        out = ddp(x, 5, "per_step")
+        lat = out.latents
+        loss = svg_loss(out.x_hat, x[:, 1:], 1e-4, lat.mu, lat.logvar, lat.prior_mu,
+                        lat.prior_logvar).loss  # fmt: skip
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        torch.cuda.synchronize(device)
+        if i >= args.warmup:
+            times.append(time.perf_counter() - start)
+    if rank == 0:
+        s = sum(times) / len(times)
+        queue.put({"gpus": world, "step_ms": 1e3 * s, "frames_per_s": world * args.batch * 15 / s})
+    dist.destroy_process_group()
+
+
+def ddp_figures(args) -> dict:
+    ctx = torch.multiprocessing.get_context("spawn")
+    queue = ctx.SimpleQueue()
+    torch.multiprocessing.spawn(_ddp_worker, (2, args, 29517, queue), nprocs=2)
+    return queue.get()
+
+
+def eval_figures(precision: str, args, device) -> dict:
+    model = build({}, args.tiny, device, False, args.channels_last).eval()
+    cfg, s, f = model.config, args.samples, 10
+    x = torch.rand(args.videos, 5 + f, cfg.channels, cfg.image_size, cfg.image_size, device=device)
+    cond, target = x[:, :5], x[:, 5:]
+    noise = torch.randn(args.videos, s, model.noise_steps(5, f), cfg.z_dim, device=device)
+    dtype = DTYPES[precision]
+
+    def run(chunk=None):
+        best = torch.full((2, args.videos), -float("inf"), device=device)
+        with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            for c in model.iter_samples(cond, f, s, chunk, noise):
+                pred, truth = c.frames.float(), target[c.rows // s]
+                v = c.rows // s
+                best[0].scatter_reduce_(0, v, ssim(pred, truth).mean(-1), "amax")
+                best[1].scatter_reduce_(0, v, psnr(pred, truth).mean(-1), "amax")
+        return best
+
+    run()
+    sync(device)
+    start = time.perf_counter()
+    run(args.chunk)
+    sync(device)
+    seconds = time.perf_counter() - start
+    no_sync = None
+    if device.type == "cuda":  # the rollout of one chunk, with host syncs made errors
+        h, skips = model.encode(cond)
+        terms = model.decoder.skip_terms([sk[:, -1] for sk in skips])
+        eps = noise.flatten(0, 1)[: args.videos]
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            with torch.no_grad():
+                model._rollout(h, terms, f, eps)
+            no_sync = True
+        except RuntimeError:
+            no_sync = False
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return {
+        "precision": precision, "videos": args.videos, "samples": s, "n_future": f,
+        "seconds": seconds, "frames_per_s": args.videos * s * f / seconds,
+        "rollout_without_host_sync": no_sync,
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--tiny", action="store_true", help="tiny nets and batches (dry run)")
+    parser.add_argument("--out", default="gpu_check.json")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--videos", type=int, default=32)
+    parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--chunk", type=int, default=None, help="rows per sampling call")
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--no-compile", action="store_true")
+    args = parser.parse_args()
+    if args.tiny:
+        args.steps, args.warmup, args.batch, args.videos, args.samples = 2, 1, 4, 2, 4
+    device = torch.device(args.device)
+    report = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__, "tiny": args.tiny, "channels_last": args.channels_last,
+        "train": [], "eval": [], "ddp": None,
+    }  # fmt: skip
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    for compile in (False,) if args.no_compile else (False, True):
+        for name in NETS:
+            for precision in DTYPES:
+                if device.type == "cpu" and precision == "16-mixed":
+                    continue  # no float16 autocast worth timing on a CPU
+                fig = train_figures(name, precision, compile, args, device)
+                report["train"].append(fig)
+                print(json.dumps(fig), flush=True)
+    for precision in ("32", "bf16-mixed"):
+        fig = eval_figures(precision, args, device)
+        report["eval"].append(fig)
+        print(json.dumps(fig), flush=True)
+    if device.type == "cuda" and torch.cuda.device_count() >= 2:
+        report["ddp"] = ddp_figures(args)
+        print(json.dumps(report["ddp"]), flush=True)
+    with open(args.out, "w") as fh:
+        json.dump(report, fh, indent=1)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# One-command GPU check (docs/performance.md): training and best-of-100 throughput, peak memory,
+# DDP with two GPUs; figures to gpu_check.json. Stops after 8 minutes whatever happens.
+# Dry run on a CPU: benchmarks/gpu_check.sh --device cpu --tiny --no-compile
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
+exec timeout 480 "$PYTHON" benchmarks/gpu_check.py "$@"

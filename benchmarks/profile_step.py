@@ -1,0 +1,78 @@
+"""Where a training step's time goes: torch.profiler over one step of the paper's SM-MNIST
+SVG-LP (batch 16, T = 15, ``bn_stats=per_step``), self CPU time summed per op family.
+
+    python benchmarks/profile_step.py [--channels-last] [--top 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from svg_lightning.models.config import SVGConfig
+from svg_lightning.models.losses import svg_loss
+from svg_lightning.models.svg import SVG
+
+# First match wins: op-name substrings -> family.
+FAMILIES = (
+    ("conv backward", ("convolution_backward", "mkldnn_convolution_backward")),
+    ("conv forward", ("conv", "mkldnn_convolution")),
+    ("batchnorm", ("batch_norm",)),
+    ("LSTM / linear", ("lstm", "rnn", "addmm", "mm", "linear", "_thnn_fused")),
+    ("copies / cat / index", ("cat", "copy_", "index", "clone", "contiguous", "stack", "repeat")),
+    ("optimizer", ("_foreach", "adam")),
+    ("allocator", ("empty", "zeros", "ones", "fill_", "resize_")),
+)
+
+
+def family(name: str) -> str:
+    low = name.lower()
+    for fam, keys in FAMILIES:
+        if any(k in low for k in keys):
+            return fam
+    return "elementwise / other"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--channels-last", action="store_true")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    model = SVG(SVGConfig())
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    x = torch.rand(args.batch, 15, 1, 64, 64)
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last)
+
+    def step():
+        out = model(x, 5, "per_step")
+        lat = out.latents
+        t = svg_loss(out.x_hat, x[:, 1:], 1e-4, lat.mu, lat.logvar, lat.prior_mu, lat.prior_logvar)
+        opt.zero_grad(set_to_none=True)
+        t.loss.backward()
+        opt.step()
+
+    step()  # warm-up (oneDNN primitive caches)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events)
+    fams = defaultdict(float)
+    for e in events:
+        fams[family(e.key)] += e.self_cpu_time_total
+    print(f"one training step: {total / 1e3:.0f} ms of self CPU time")
+    print("| op family | ms | share |\n|---|---:|---:|")
+    for fam, us in sorted(fams.items(), key=lambda kv: -kv[1]):
+        print(f"| {fam} | {us / 1e3:.0f} | {us / total:.1%} |")
+    print(f"\ntop {args.top} ops by self CPU time:")
+    for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[: args.top]:
+        print(f"  {e.key:<45} {e.count:>5} calls {e.self_cpu_time_total / 1e3:>8.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

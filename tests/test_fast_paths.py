@@ -1,0 +1,173 @@
+"""Fast paths compute the same function as the default path: the decoder's split skip
+convolution, ``channels_last``, ``torch.compile``, and a sampling rollout with no host syncs
+(what CUDA-graph capture needs)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from svg_lightning.models.config import SVGConfig
+from svg_lightning.models.losses import svg_loss
+from svg_lightning.models.svg import SVG, skip_source
+
+NETS = {
+    "dcgan": dict(backbone="dcgan32", image_size=32, g_dim=8, z_dim=3, rnn_size=8, nf=4),
+    "vgg": dict(backbone="vgg64", image_size=64, g_dim=8, z_dim=3, rnn_size=8),
+}
+TOL = dict(atol=1e-5, rtol=1e-4)  # float32, different summation orders
+
+
+def frames(net: str, b: int = 3, t: int = 6) -> torch.Tensor:
+    side = NETS[net]["image_size"]
+    return torch.rand(b, t, 1, side, side)
+
+
+@pytest.mark.parametrize("net", NETS)
+def test_split_skip_convolution_equals_concatenation(net):
+    torch.manual_seed(0)
+    m = SVG(SVGConfig(**NETS[net])).eval()
+    h, skips = m.encoder(frames(net, 4, 1)[:, 0])
+    dec = m.decoder
+    d = dec.uncode(h[:, :, None, None])
+    for stage, skip in zip(dec.stages, reversed(skips)):
+        d = stage(torch.cat([dec.up(d), skip], 1))  # the spec's decoder, literally
+    torch.testing.assert_close(dec(h, skips), torch.sigmoid(d), **TOL)
+
+
+@pytest.mark.parametrize("skip", ["last", "reference", "previous"])
+def test_training_pass_decodes_with_the_chosen_skip_frames(skip, monkeypatch):
+    monkeypatch.setattr("svg_lightning.models.svg.reparameterize", lambda mu, logvar: mu)
+    torch.manual_seed(0)
+    m = SVG(SVGConfig(variant="lp", skip=skip, **NETS["dcgan"])).eval()
+    x = frames("dcgan")
+    h, skips = m.encode(x)
+    mu, _, _ = m.posterior(h[:, 1:])
+    g, _ = m.frame_predictor(torch.cat([h[:, :-1], mu], -1))
+    src = [skip_source(t, 3, skip) for t in range(1, 6)]
+    expected = m.decoder(g.flatten(0, 1), [s[:, src].flatten(0, 1) for s in skips])
+    torch.testing.assert_close(m(x, 3).x_hat.flatten(0, 1), expected, **TOL)
+
+
+def train_pass(m: SVG, x: torch.Tensor) -> tuple[torch.Tensor, dict, dict]:
+    torch.manual_seed(1)  # same reparameterisation noise
+    out = m(x, 3, "per_step")
+    lat = out.latents
+    loss = svg_loss(
+        out.x_hat, x[:, 1:], 1e-2, lat.mu, lat.logvar, lat.prior_mu, lat.prior_logvar
+    ).loss
+    m.zero_grad()
+    loss.backward()
+    grads = {k: p.grad.clone() for k, p in m.named_parameters()}
+    return loss, grads, {k: b.clone() for k, b in m.named_buffers()}
+
+
+def assert_same_function(fast: SVG, ref: SVG, x: torch.Tensor) -> None:
+    """Same loss, gradients and running statistics in training; same samples in eval mode."""
+    loss, grads, bufs = train_pass(ref.train(), x)
+    loss_f, grads_f, bufs_f = train_pass(fast.train(), x)
+    torch.testing.assert_close(loss_f, loss, **TOL)
+    # Norm-wise: conv biases in front of a BatchNorm have a zero true gradient (rounding noise).
+    rtol, atol = (1e-3, 1e-7) if x.dtype == torch.float32 else (1e-9, 1e-12)
+    for k in grads:
+        assert (grads_f[k] - grads[k]).norm() <= rtol * grads[k].norm() + atol, k
+    for k in bufs:
+        torch.testing.assert_close(bufs_f[k], bufs[k], **TOL, msg=k)
+    noise = torch.randn(x.shape[0], 2, ref.noise_steps(3, 4), ref.z_dim, dtype=x.dtype)
+    cond = x[:, :3]
+    want = ref.eval().sample(cond, 4, num_samples=2, noise=noise)
+    got = fast.eval().sample(cond, 4, num_samples=2, noise=noise)
+    torch.testing.assert_close(got.frames, want.frames, **TOL)
+    torch.testing.assert_close(got.prior_mu, want.prior_mu, **TOL)
+
+
+# The VGG net's per-step BatchNorm over 3 frames (a 1x1 code map among them) amplifies float32
+# rounding of a different summation order to ~0.4% of its gradients, so it is compared in float64.
+@pytest.mark.parametrize("net,dtype", [("dcgan", torch.float32), ("vgg", torch.float64)])
+def test_channels_last_is_the_same_function(net, dtype):
+    torch.manual_seed(0)
+    ref = SVG(SVGConfig(**NETS[net])).to(dtype)
+    fast = copy.deepcopy(ref).fast_paths(channels_last=True)
+    convs = [p for p in fast.parameters() if p.dim() == 4]
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    assert_same_function(fast, ref, frames(net).to(dtype))
+
+
+def test_compile_is_the_same_function(monkeypatch):
+    """Every network goes through torch.compile, and the captured graphs (our BatchNorm hooks and
+    split skip convolutions included) compute the same function. Inductor's code generation
+    takes minutes on 2 CPU cores, so here the graphs run through the ``aot_eager`` backend (the
+    same Dynamo capture and AOT autograd, no generated kernels); benchmarks/gpu_check.py runs
+    the default backend on a GPU."""
+    compiled = []
+    plain_compile = torch.nn.Module.compile
+
+    def aot_eager(module, *args, **kwargs):
+        compiled.append(type(module).__name__)
+        plain_compile(module, *args, **{**kwargs, "backend": "aot_eager"})
+
+    monkeypatch.setattr(torch.nn.Module, "compile", aot_eager)
+    torch.manual_seed(0)
+    ref = SVG(SVGConfig(**NETS["dcgan"]))
+    fast = copy.deepcopy(ref).fast_paths(compile=True)
+    assert sorted(compiled) == sorted(type(m).__name__ for m in ref.children())
+    assert fast.state_dict().keys() == ref.state_dict().keys()  # checkpoints unchanged
+    assert_same_function(fast, ref, frames("dcgan"))
+
+
+class NoHostSync(TorchDispatchMode):
+    """Fails on every op that copies a tensor's value to the host (``.item()``, ``.tolist()``,
+    ``bool(t)``, ``int(t)``: all reach ``_local_scalar_dense``) or whose output shape depends on
+    tensor values (those sync too; boolean-mask indexing among them): what a CUDA-graph capture
+    cannot contain."""
+
+    FORBIDDEN = ("_local_scalar_dense", "nonzero", "masked_select", "unique", "repeat_interleave")
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.__name__
+        masks = [
+            i
+            for a in args
+            if isinstance(a, (list, tuple))
+            for i in a
+            if isinstance(i, torch.Tensor) and i.dtype in (torch.bool, torch.uint8)
+        ]
+        if any(f in name for f in self.FORBIDDEN) or (name.startswith("index") and masks):
+            raise AssertionError(f"host sync / data-dependent shape: aten.{name}")
+        return func(*args, **(kwargs or {}))
+
+
+def test_host_sync_guard_catches_a_sync():
+    x = torch.ones(3)
+    with pytest.raises(AssertionError, match="_local_scalar_dense"), NoHostSync():
+        x.sum().item()
+    for sync in (lambda: x[x > 0], lambda: x.nonzero()):
+        with pytest.raises(AssertionError, match="host sync"), NoHostSync():
+            sync()
+
+
+@pytest.mark.parametrize("variant", ["lp", "fp", "deterministic"])
+@pytest.mark.parametrize("skip", ["last", "previous"])
+def test_rollout_has_no_host_syncs(variant, skip):
+    torch.manual_seed(0)
+    m = SVG(SVGConfig(variant=variant, skip=skip, **NETS["dcgan"])).eval()
+    cond = frames("dcgan", 2, 3)
+    # Noise prepared outside, as evaluation does; inside: encode, warm up, roll out, per chunk.
+    noise = torch.randn(2, 4, m.noise_steps(3, 5), m.z_dim) if m.stochastic else None
+    with NoHostSync(), torch.no_grad():
+        for chunk in m.iter_samples(cond, 5, num_samples=4, chunk_size=3, noise=noise):
+            assert chunk.frames.shape == (len(chunk.rows), 5, 1, 32, 32)
+
+
+def test_rollout_runs_on_the_meta_device():
+    """Meta tensors have shapes and no values: any read of a value on the host (``.tolist()``
+    included, which the dispatch guard cannot see on CPU) or value-dependent shape fails."""
+    m = SVG(SVGConfig(**NETS["dcgan"])).eval().to("meta")
+    cond = torch.empty(2, 3, 1, 32, 32, device="meta")
+    noise = torch.empty(2, 4, m.noise_steps(3, 5), m.z_dim, device="meta")
+    with torch.no_grad():
+        out = m.sample(cond, 5, num_samples=4, chunk_size=3, noise=noise)
+    assert out.frames.shape == (2, 4, 5, 1, 32, 32)
