@@ -2,7 +2,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup dev train test test-fast bench gpu-check lint format clean
+.PHONY: setup dev train test test-fast bench gpu-check lint format clean reproduce docs-figures
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -15,6 +15,12 @@ dev: $(BIN)/python  ## install the package with test and lint tools
 
 train: setup  ## the quickstart: CPU-sized SVG-LP on one-digit 32x32 SM-MNIST
 	$(BIN)/python -m svg_lightning
+
+reproduce: setup  ## the paper's SVG-LP / SVG-FP / deterministic comparison at CPU scale (docs/reproduction.md)
+	$(BIN)/python -m svg_lightning.reproduce
+
+docs-figures: setup  ## the quickstart for seeds 1234, 1, 2: docs/quickstart.md, docs/figures/, README numbers
+	$(BIN)/python -m svg_lightning.reproduce.quickstart --readme README.md
 
 test: dev  ## the whole suite, as CI runs it
 	$(BIN)/python -m pytest -q

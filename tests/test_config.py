@@ -32,13 +32,24 @@ PAPER_COUNTS = {
 }
 
 
-def test_all_nine_experiments_exist():
-    assert EXPERIMENTS == sorted(
-        f"{d}_{m}" for d in ("smmnist", "bair", "kth") for m in ("lp", "fp", "det")
-    )
+PAPER_EXPERIMENTS = sorted(
+    f"{d}_{m}" for d in ("smmnist", "bair", "kth") for m in ("lp", "fp", "det")
+)
 
 
-@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_the_nine_paper_experiments_and_the_cpu_study_exist():
+    assert EXPERIMENTS == sorted([*PAPER_EXPERIMENTS, "reproduce_cpu"])
+
+
+@pytest.mark.parametrize("model,variant", [("svg_lp", "lp"), ("deterministic", "deterministic")])
+def test_cpu_study_experiment_composes_for_each_model(tmp_path, model, variant):
+    cfg = compose_cfg(tmp_path, "+experiment=reproduce_cpu", f"model={model}")
+    validate_config(cfg)
+    assert (cfg.data.num_digits, cfg.data.image_size, cfg.trainer.max_steps) == (1, 32, 3000)
+    assert instantiate(cfg.model).hparams.variant == variant
+
+
+@pytest.mark.parametrize("name", PAPER_EXPERIMENTS)
 def test_experiment_composes_validates_and_builds(tmp_path, name):
     cfg = compose_cfg(tmp_path, f"+experiment={name}")
     validate_config(cfg)

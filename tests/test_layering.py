@@ -22,7 +22,8 @@ LAYERS = {
                   "svg_lightning.data.base", "svg_lightning.data.datamodules"),
     "orchestration": ("svg_lightning.checkpoint", "svg_lightning.config", "svg_lightning.train",
                       "svg_lightning.evaluate", "svg_lightning.sample", "svg_lightning.analyze",
-                      "svg_lightning.data.prepare", "svg_lightning.convert"),
+                      "svg_lightning.data.prepare", "svg_lightning.convert",
+                      "svg_lightning.reproduce"),
     "entry": ("svg_lightning.cli",),
 }  # fmt: skip
 ORDER = list(LAYERS)

@@ -9,12 +9,16 @@ finishes the W&B run.
     svg prepare {kth,bair} --src PATH --out DATA_DIR
     svg compare RUN ... [--out FILE]
     svg convert REFERENCE.pth --out FILE.ckpt
+    svg reproduce [overrides] [--out DIR] [--seeds 1,2,3]   python -m svg_lightning.reproduce
+    python -m svg_lightning.reproduce.quickstart [overrides] [--readme README.md]
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +35,9 @@ from svg_lightning.errors import SVGError
 from svg_lightning.evaluate import evaluate
 from svg_lightning.evaluate.compare import compare
 from svg_lightning.loggers import finish_wandb
+from svg_lightning.reproduce import study
+from svg_lightning.reproduce.quickstart import SEEDS, quickstart_docs
+from svg_lightning.reproduce.study import EXPERIMENT, MODELS
 from svg_lightning.sample import sample
 from svg_lightning.train import quiet_known_warnings, train
 
@@ -159,6 +166,88 @@ def convert_main(argv: list[str] | None = None) -> int:
     return code
 
 
+def _default_out(name: str) -> Path:
+    """Where a reproduction writes by default: logs/NAME under SVG_ROOT or the current folder,
+    as the training runs (conf/paths/default.yaml)."""
+    return Path(os.environ.get("SVG_ROOT", ".")) / "logs" / name
+
+
+def _seeds(text: str) -> list[int]:
+    """``--seeds 1,2,3``: one argument, so KEY=VALUE overrides may follow it."""
+    try:
+        return [int(s) for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of integers like 1,2,3") from None
+
+
+def _models(text: str) -> list[str]:
+    unknown = [m for m in text.split(",") if m not in MODELS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown {unknown}; allowed: {','.join(MODELS)}")
+    return text.split(",")
+
+
+def reproduce_main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(
+        prog="python -m svg_lightning.reproduce",
+        description="The paper's comparison at CPU scale (Figs. 7 and 8): SVG-LP, SVG-FP and "
+        "the deterministic model trained on conf/experiment/reproduce_cpu.yaml for every seed, "
+        "each scored best of N on the same test videos (SM-MNIST's 5 -> 20 frames), and a "
+        "report in OUT/report/ (curves, table, sample strips, report.md). Resumable: rerun the "
+        "same command and finished runs are reused, an interrupted one continues.",
+    )
+    parser.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE",
+        help="overrides of every training run (e.g. trainer.max_steps=500); eval.* ones go to "
+        "every evaluation (e.g. eval.num_videos=64)",
+    )  # fmt: skip
+    parser.add_argument("--out", type=Path, default=_default_out("reproduce"),
+                        help="the study's folder (default: logs/reproduce)")  # fmt: skip
+    parser.add_argument("--seeds", type=_seeds, default=[1, 2, 3], help="default: 1,2,3")
+    parser.add_argument("--models", type=_models, default=list(MODELS),
+                        help=f"conf/model options (default: {','.join(MODELS)})")  # fmt: skip
+    parser.add_argument("--strip-videos", type=int, default=4,
+                        help="test videos in the sample strips")  # fmt: skip
+    parser.add_argument("--experiment", default=EXPERIMENT,
+                        help="the training setting, a conf/experiment option (default: "
+                        f"{EXPERIMENT}; the paper's: base/smmnist)")  # fmt: skip
+    args = parser.parse_intermixed_args(argv)
+    command = shlex.join(["python", "-m", "svg_lightning.reproduce", *argv])
+    code, _ = _returning_code(
+        study, args.out, args.seeds, args.models, args.overrides, args.strip_videos, command,
+        args.experiment,
+    )  # fmt: skip
+    if code == 0:
+        print(f"report: {args.out / 'report' / 'report.md'}")
+    return code
+
+
+def quickstart_docs_main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(
+        prog="python -m svg_lightning.reproduce.quickstart",
+        description="The quickstart (python -m svg_lightning) for several seeds: writes "
+        "DOCS/quickstart.md (the seeds' table, wall times, machine), copies the default seed's "
+        "curves and samples into DOCS/figures/ and, with --readme, rewrites the README's "
+        "marked quickstart block. Resumable: finished runs are reused.",
+    )
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="overrides of every run (none: the quickstart itself)")  # fmt: skip
+    parser.add_argument("--out", type=Path, default=_default_out("docs_figures"),
+                        help="the runs' folder (default: logs/docs_figures)")  # fmt: skip
+    parser.add_argument("--docs", type=Path, default=Path("docs"))
+    parser.add_argument("--readme", type=Path, default=None,
+                        help="README.md whose quickstart block to update")  # fmt: skip
+    parser.add_argument("--seeds", type=_seeds, default=list(SEEDS),
+                        help=f"default: {','.join(map(str, SEEDS))}")  # fmt: skip
+    args = parser.parse_intermixed_args(argv)
+    command = shlex.join(["python", "-m", "svg_lightning.reproduce.quickstart", *argv])
+    return _returning_code(
+        quickstart_docs, args.out, args.docs, args.readme, args.seeds, args.overrides, command
+    )[0]
+
+
 COMMANDS = {
     "train": train_main,
     "evaluate": evaluate_main,
@@ -167,6 +256,7 @@ COMMANDS = {
     "prepare": lambda: sys.exit(prepare_main()),
     "compare": lambda: sys.exit(compare_main()),
     "convert": lambda: sys.exit(convert_main()),
+    "reproduce": lambda: sys.exit(reproduce_main()),
 }
 USAGE = f"usage: svg {{{','.join(COMMANDS)}}} [arguments]  (svg COMMAND --help for each)"
 

@@ -1,0 +1,186 @@
+"""The README's quickstart numbers from real runs: ``python -m svg_lightning seed=S`` (the
+default config) for several seeds, written to docs/quickstart.md, docs/figures/ and, between
+its marker comments, README.md (``make docs-figures``)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import date
+from pathlib import Path
+from textwrap import fill
+
+from omegaconf import OmegaConf
+
+from svg_lightning import runs
+from svg_lightning.errors import InputError
+from svg_lightning.evaluate.report import BASELINES
+from svg_lightning.reproduce.report import fmt
+from svg_lightning.reproduce.seeds import (
+    Progress,
+    compose_config,
+    describe,
+    duration,
+    machine,
+    train_seed,
+)
+from svg_lightning.reproduce.study import LABELS
+
+SEEDS = (1234, 1, 2)
+MARKERS = ("<!-- quickstart-numbers:start -->", "<!-- quickstart-numbers:end -->")
+FIGURES = {"curves.png": "quickstart_curves.png", "samples.png": "quickstart_samples.png"}
+COMMAND = "make docs-figures"
+WIDTH = 100  # the README's line length
+
+
+def clears(summary: dict, metric: str) -> bool:
+    """Whether the best-of-N interval lies above both baselines' intervals."""
+    best = summary[f"{metric}_bestofN"]
+    low = best["mean"] - (best["ci95"] or 0.0)
+    return all(
+        low > summary[f"{metric}_{b}"]["mean"] + (summary[f"{metric}_{b}"]["ci95"] or 0.0)
+        for b in BASELINES
+    )
+
+
+def seed_table(results: list[dict]) -> str:
+    head = ["seed", "SSIM best of N", "PSNR best of N", "SSIM copy-last", "PSNR copy-last",
+            "SSIM all-black", "PSNR all-black", "best of N clears both baselines (SSIM / PSNR)",
+            "wall time"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        sm = r["metrics"]["summary"]
+        cells = [str(r["seed"])]
+        for key in ("bestofN", *BASELINES):
+            cells += [fmt(sm[f"ssim_{key}"], "ssim"), fmt(sm[f"psnr_{key}"], "psnr")]
+        cells.append(" / ".join("yes" if clears(sm, m) else "no" for m in ("ssim", "psnr")))
+        cells.append(duration(r["wall_s"]))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def predictor_table(result: dict) -> str:
+    """One run's scores next to the baselines, as the README shows them."""
+    m = result["metrics"]
+    sm, n = m["summary"], m["protocol"]["num_samples"]
+    name = f"{LABELS[m['protocol']['model']]} quickstart"
+    rows = {
+        "bestofN": f"{name}, best of {n} (`bestofN`)",
+        "meanofN": f"{name}, mean of {n} (`meanofN`)",
+        "copy_last": "copy the last conditioning frame",
+        "black": "all-black frame",
+    }
+    lines = ["| predictor | SSIM | PSNR (dB) |", "|---|---|---|"]
+    for k, label in rows.items():
+        ssim, psnr = fmt(sm[f"ssim_{k}"], "ssim"), fmt(sm[f"psnr_{k}"], "psnr")
+        lines.append(f"| {label} | {ssim} | {psnr} |")
+    return "\n".join(lines) + "\n"
+
+
+def protocol_text(result: dict) -> str:
+    pr = result["metrics"]["protocol"]
+    return (
+        f"{pr['num_videos']} fixed test videos, {pr['n_past']} -> {pr['n_future']} frames, best "
+        f"of N = {pr['num_samples']} samples (mean ± 95% CI over videos)"
+    )
+
+
+def training_text(result: dict) -> str:
+    """What the run trained, from its config.yaml."""
+    cfg = OmegaConf.load(Path(result["folder"]) / runs.CONFIG)
+    size = cfg.data.image_size
+    return (
+        f"{LABELS[cfg.model.variant]} on {cfg.data.num_digits}-digit {size} x {size} "
+        f"{result['metrics']['protocol']['dataset']}, {cfg.trainer.max_steps:,} steps, "
+        f"validation every {cfg.trainer.val_check_interval} steps, then scoring"
+    )
+
+
+def readme_block(default: dict, others: list[dict], where: dict) -> str:
+    seeds = " and ".join(str(r["seed"]) for r in others)
+    plural = "s" if len(others) > 1 else ""
+    also = f"; seed{plural} {seeds} in [docs/quickstart.md](docs/quickstart.md)" if others else ""
+    text = (
+        f"Measured by `{COMMAND}` on {date.today().isoformat()}, {describe(where)}: "
+        f"{duration(default['wall_s'])} for the run ({training_text(default)}; timed in "
+        "process, so Python's start-up is not included; wall time depends on the machine and "
+        f"its load). Held-out scores on {protocol_text(default)}; seed {default['seed']}, the "
+        f"default{also}:"
+    )
+    return fill(text, WIDTH) + "\n\n" + predictor_table(default)
+
+
+def quickstart_md(results: list[dict], default: dict, where: dict, command: str) -> str:
+    made = (
+        f"Made by `{COMMAND}` (`{command}`) on {date.today().isoformat()}; {describe(where)}. "
+        "Each run is `python -m svg_lightning seed=S`, the default config "
+        f"({training_text(default)}), timed in process (training and scoring; Python's "
+        "start-up adds a few seconds)."
+    )
+    scores = (
+        f"Held-out scores on {protocol_text(default)}. *Clears* means the lower end of the "
+        "best-of-N interval lies above the upper ends of both baselines' intervals."
+    )
+    return "\n".join(
+        [
+            "# The quickstart, seed by seed",
+            "",
+            fill(made, WIDTH, break_on_hyphens=False),
+            "",
+            fill(scores, WIDTH),
+            "",
+            seed_table(results),
+            f"Seed {default['seed']} (the default):",
+            "",
+            f"![curves](figures/{FIGURES['curves.png']})",
+            "",
+            f"![samples](figures/{FIGURES['samples.png']})",
+            "",
+        ]
+    )
+
+
+def replace_between_markers(path: Path, text: str) -> None:
+    content = path.read_text()
+    start, end = (content.find(m) for m in MARKERS)
+    if start < 0 or end < start:
+        raise InputError(f"{path} has no {MARKERS[0]} ... {MARKERS[1]} block to update")
+    head = content[: start + len(MARKERS[0])]
+    path.write_text(f"{head}\n{text}{content[end:]}")
+
+
+def quickstart_docs(
+    out: Path,
+    docs: Path,
+    readme: Path | None = None,
+    seeds: list[int] = SEEDS,
+    overrides: list[str] = (),
+    command: str = "",
+) -> list[dict]:
+    """Train ``python -m svg_lightning OVERRIDES seed=S`` for each seed under ``out/`` (a rerun
+    reuses finished runs), then write ``docs/quickstart.md`` and the default seed's figures, and
+    update ``readme``'s marked block. Returns per seed its folder, wall time and metrics.json."""
+    if readme is not None and MARKERS[0] not in readme.read_text():
+        raise InputError(f"{readme} has no {MARKERS[0]} ... {MARKERS[1]} block to update")
+    where = machine()
+    progress = Progress(len(seeds))
+    results = []
+    for seed in seeds:
+        folder = Path(out) / f"seed{seed}"
+        progress.start(f"quickstart, seed {seed} ({folder})")
+        done = train_seed(folder, list(overrides), seed)
+        progress.end(done)
+        metrics = json.loads((folder / "metrics.json").read_text())
+        results.append({"seed": seed, "folder": str(folder), "wall_s": done.wall_s,
+                        "metrics": metrics})  # fmt: skip
+    default_seed = compose_config("train", list(overrides)).seed
+    default = next((r for r in results if r["seed"] == default_seed), results[0])
+    figures = Path(docs) / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    for name, target in FIGURES.items():
+        shutil.copyfile(Path(default["folder"]) / name, figures / target)
+    (Path(docs) / "quickstart.md").write_text(quickstart_md(results, default, where, command))
+    if readme is not None:
+        others = [r for r in results if r is not default]
+        replace_between_markers(readme, readme_block(default, others, where))
+    return results

@@ -1,0 +1,155 @@
+"""Training runs of one setting for several seeds, each in a folder of its own that a rerun
+reuses: the loop behind both the comparison study and the docs' quickstart table."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
+
+from svg_lightning.config import config_dir
+from svg_lightning.errors import ConfigError
+from svg_lightning.files import write_json
+from svg_lightning.train import last_wins, train
+
+RECORD = "reproduce.json"  # in each step's folder: its settings, and its wall time once finished
+
+
+@dataclass(frozen=True)
+class Done:
+    """A finished step: its folder, wall time (of the invocation that finished it) and whether
+    an earlier invocation of the command had already finished it."""
+
+    folder: Path
+    wall_s: float
+    reused: bool
+
+
+def compose_config(name: str, overrides: list[str]) -> DictConfig:
+    """The config ``python -m svg_lightning[.evaluate] OVERRIDES`` builds (a later override of a
+    key wins)."""
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose(name, overrides=last_wins(overrides))
+
+
+def once(folder: Path, settings: list[str], work: Callable[[], None]) -> Done:
+    """Run ``work`` (which writes into ``folder``) unless ``folder`` records having finished it
+    with the same ``settings``. A folder begun with other settings is an error, never reused."""
+    record = folder / RECORD
+    if record.is_file():
+        found = json.loads(record.read_text())
+        if found["settings"] != settings:
+            raise ConfigError(
+                f"{folder} was started with other settings than this command's:\n"
+                f"  there: {found['settings']}\n  now:   {settings}\n"
+                "write the study to another folder, or delete that one"
+            )
+        if found.get("wall_s") is not None:
+            return Done(folder, found["wall_s"], reused=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(record, {"settings": settings, "wall_s": None})
+    start = time.perf_counter()
+    work()
+    wall = time.perf_counter() - start
+    finished = datetime.now().isoformat(timespec="seconds")
+    write_json(record, {"settings": settings, "wall_s": wall, "finished": finished})
+    return Done(folder, wall, reused=False)
+
+
+def train_seed(folder: Path, overrides: list[str], seed: int) -> Done:
+    """``python -m svg_lightning OVERRIDES seed=SEED`` with ``folder`` as its run folder. A run
+    interrupted there continues from its last.ckpt (``train.requeued_checkpoint``)."""
+    overrides = [*overrides, f"seed={seed}"]
+
+    def work() -> None:
+        cfg = compose_config("train", overrides)
+        with open_dict(cfg):  # set here, not as an override: a path may hold any character
+            cfg.paths.output_dir = str(folder)
+        train(cfg)
+
+    return once(folder, overrides, work)
+
+
+def duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+class Progress:
+    """Prints which of ``total`` steps starts, and when each ends how long it took and about how
+    long the rest will take (the mean of the steps run so far)."""
+
+    def __init__(self, total: int):
+        self.total, self.started, self.times = total, 0, []
+
+    def start(self, what: str) -> None:
+        self.started += 1
+        print(f"[{self.started}/{self.total}] {what}", flush=True)
+
+    def end(self, done: Done) -> None:
+        if done.reused:
+            print(f"[{self.started}/{self.total}] already done in {done.folder}", flush=True)
+            return
+        self.times.append(done.wall_s)
+        left = sum(self.times) / len(self.times) * (self.total - self.started)
+        print(f"[{self.started}/{self.total}] done in {duration(done.wall_s)}; about "
+              f"{duration(left)} left", flush=True)  # fmt: skip
+
+
+def machine() -> dict:
+    """Where and on what code a reproduction ran: times depend on it (and on the load)."""
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo").splitlines()
+         if line.startswith("model name")),
+        platform.processor() or platform.machine(),
+    )  # fmt: skip
+    # the cores this process may use, as nproc counts them
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count())
+    commit = _git("rev-parse", "--short", "HEAD")
+    if commit and _git("status", "--porcelain"):
+        commit += " with uncommitted changes"
+    return {
+        "cpus": len(cpus),
+        "cpu": cpu,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "torch_threads": torch.get_num_threads(),
+        "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "commit": commit,
+    }
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def _git(*args: str) -> str | None:
+    """A read-only git query in the package's repository; None outside one."""
+    try:
+        done = subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True,
+                              text=True, timeout=30)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def describe(m: dict) -> str:
+    gpu = f", GPU {m['gpu']}" if m["gpu"] else ", no GPU"
+    load = m["load_average"]
+    load = "" if load is None else f", load average {load:.1f} at the start"
+    code = f"; code: commit {m['commit']}" if m["commit"] else ""
+    return (
+        f"{m['cpus']} CPU cores ({m['cpu']}){gpu}, torch threads: {m['torch_threads']}{load}{code}"
+    )

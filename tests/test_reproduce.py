@@ -1,0 +1,125 @@
+"""The reproductions behind the docs, end to end on tiny settings: the comparison study (three
+models, two seeds, report, resume) and the quickstart's seed table with the README update."""
+
+import json
+import math
+
+import pytest
+
+from svg_lightning.cli import reproduce_main
+from svg_lightning.errors import ConfigError, InputError
+from svg_lightning.reproduce import study
+from svg_lightning.reproduce.quickstart import MARKERS, clears, quickstart_docs
+from svg_lightning.reproduce.study import across_seeds
+from tests.helpers import TINY
+
+# Two validations (the report reads their trend); eval.*: every evaluation (2 conditioning
+# frames as in training, 2 frames past its 3).
+TINY_STUDY = [*TINY, "trainer.val_check_interval=1", "eval.num_videos=4", "eval.num_samples=3",
+              "eval.n_past=2", "eval.n_future=5", "eval.batch_size=2"]  # fmt: skip
+
+
+def test_across_seeds_uses_student_t():
+    s = across_seeds([1.0, 2.0, 3.0])
+    assert s["mean"] == 2.0 and s["per_seed"] == [1.0, 2.0, 3.0]
+    assert s["ci95"] == pytest.approx(4.302653 / math.sqrt(3), rel=1e-6)  # t(0.975, 2) * std 1
+    assert math.isnan(across_seeds([0.5])["ci95"])
+
+
+@pytest.mark.slow
+def test_study_end_to_end_and_resume(tmp_path, capsys):
+    out = tmp_path / "study"
+    argv = ["--out", str(out), "--seeds", "1,2", "--strip-videos", "2", *TINY_STUDY]
+    assert reproduce_main(argv) == 0
+    report = out / "report"
+    for name in ("curves.png", "samples.png", "table.md", "table.json", "report.md"):
+        assert (report / name).stat().st_size > 0, name
+    table = json.loads((report / "table.json").read_text())
+    pr = table["protocol"]
+    assert (pr["n_past"], pr["n_future"], pr["num_videos"], pr["num_samples"]) == (2, 5, 4, 3)
+    assert table["windows"] == {"within": [3, 5], "beyond": [6, 7]}  # video frame numbers
+    assert list(table["models"]) == ["svg_lp", "svg_fp", "deterministic"]
+    for model, entry in table["models"].items():
+        assert entry["seeds"] == [1, 2] and entry["num_samples"] == (
+            1 if model == "deterministic" else 3
+        )
+        for score in ("ssim_bestofN", "psnr_bestofN", "ssim_bestofN_beyond"):
+            values = entry[score]["per_seed"]
+            assert len(values) == 2 and entry[score]["mean"] == pytest.approx(sum(values) / 2)
+            assert entry[score]["ci95"] > 0
+        for seed in ("1", "2"):
+            metrics = json.loads(
+                (out / "runs" / model / f"seed{seed}" / "eval" / "metrics.json").read_text()
+            )
+            assert metrics["summary"]["ssim_bestofN"]["mean"] in entry["ssim_bestofN"]["per_seed"]
+        assert len(table["curves"][model]["psnr_bestofN"]["mean"]) == 5
+        assert entry["val_steps"] == [1, 2] and len(entry["val_ssim_bestofN_gain"]["per_seed"]) == 2
+    assert set(table["ordering"]) == {"ssim_bestofN", "psnr_bestofN"}
+    collided = table["collisions"]
+    assert (
+        len(collided) == 5
+        and collided == sorted(collided)
+        and 0 <= collided[0] <= collided[-1] <= 1
+    )
+    md = (report / "table.md").read_text()
+    lp = table["models"]["svg_lp"]["ssim_bestofN"]
+    assert f"| SVG-LP, best of 3 | {lp['mean']:.3f} ± {lp['ci95']:.3f} |" in md
+    assert "| deterministic (one prediction) |" in md
+    black = table["baselines"]["black"]["psnr"]
+    assert "| all-black frame | " in md and f"{black['mean']:.2f} ± {black['ci95']:.2f}" in md
+    text = (report / "report.md").read_text()
+    assert (
+        "python -m svg_lightning.reproduce" in text and "SVG-LP >= SVG-FP > deterministic" in text
+    )
+    assert "Validation (2 videos, best of 2): SSIM changed from step 1 to 2 by SVG-LP" in text
+    assert "![curves](curves.png)" in text and "![samples](samples.png)" in text
+
+    # Rerun: every run is reused, nothing is trained again; other settings are refused.
+    ckpt = out / "runs" / "svg_fp" / "seed2" / "checkpoints" / "last.ckpt"
+    stamp = ckpt.stat().st_mtime_ns
+    capsys.readouterr()
+    assert reproduce_main(argv) == 0
+    assert capsys.readouterr().out.count("already done") == 6
+    assert ckpt.stat().st_mtime_ns == stamp
+    with pytest.raises(ConfigError, match="other settings"):
+        study(out, [1], ["svg_lp"], [*TINY_STUDY, "trainer.max_steps=3"])
+
+
+def test_unknown_model_is_refused(tmp_path):
+    with pytest.raises(SystemExit):  # argparse: not one of the choices
+        reproduce_main(["--out", str(tmp_path), "--models", "svg_lp,svg_xp"])
+
+
+def test_clears_needs_both_baselines_beaten_beyond_the_intervals():
+    score = lambda mean, ci: {"mean": mean, "ci95": ci}
+    summary = {"ssim_bestofN": score(0.70, 0.01), "ssim_copy_last": score(0.60, 0.02),
+               "ssim_black": score(0.68, 0.005)}  # fmt: skip
+    assert clears(summary, "ssim")  # 0.69 > 0.685
+    summary["ssim_black"] = score(0.68, 0.02)
+    assert not clears(summary, "ssim")  # 0.69 < 0.70
+
+
+@pytest.mark.slow
+def test_quickstart_docs_writes_table_figures_and_readme(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\nbefore\n\n{MARKERS[0]}\nold numbers\n{MARKERS[1]}\n\nafter\n")
+    docs = tmp_path / "docs"
+    results = quickstart_docs(tmp_path / "runs", docs, readme, [1234, 1], TINY)
+    assert [r["seed"] for r in results] == [1234, 1]
+    md = (docs / "quickstart.md").read_text()
+    for r in results:
+        best = r["metrics"]["summary"]["ssim_bestofN"]
+        assert f"| {r['seed']} | {best['mean']:.3f} ± {best['ci95']:.3f} |" in md
+    assert "CPU cores" in md and "![curves](figures/quickstart_curves.png)" in md
+    for name in ("quickstart_curves.png", "quickstart_samples.png"):
+        assert (docs / "figures" / name).stat().st_size > 0
+    text = readme.read_text()
+    assert text.startswith("# title\n\nbefore\n\n") and text.endswith(f"{MARKERS[1]}\n\nafter\n")
+    assert "old numbers" not in text and "| all-black frame |" in text
+    assert "seed 1234, the default; seed 1 in [docs/quickstart.md]" in " ".join(text.split())
+    # A rerun reuses both runs and rewrites the same block.
+    quickstart_docs(tmp_path / "runs", docs, readme, [1234, 1], TINY)
+    assert readme.read_text().count(MARKERS[0]) == 1
+    readme.write_text("no markers\n")
+    with pytest.raises(InputError, match="quickstart-numbers"):
+        quickstart_docs(tmp_path / "runs", docs, readme, [1234, 1], TINY)
