@@ -53,26 +53,32 @@ def interleaved(fns: dict, reps: int) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--channels-last", action="store_true")
-    args = parser.parse_args()
+def training_step(batch: int, channels_last: bool = False):
+    """The paper's SM-MNIST SVG-LP network, its Adam, a batch of T = 15 frames, and one
+    optimizer step of ours (``bn_stats=per_step``): (model, opt, x, step)."""
     torch.manual_seed(0)
-    model = SVG(SVGConfig())  # the paper's SM-MNIST SVG-LP network
-    if args.channels_last:
-        model.to(memory_format=torch.channels_last)
+    model = SVG(SVGConfig()).fast_paths(channels_last=channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    x = torch.rand(args.batch, 15, 1, 64, 64)
+    x = torch.rand(batch, 15, 1, 64, 64)
 
-    def ours():
+    def step():
         out = model(x, 5, "per_step")
         lat = out.latents
         t = svg_loss(out.x_hat, x[:, 1:], 1e-4, lat.mu, lat.logvar, lat.prior_mu, lat.prior_logvar)
         opt.zero_grad(set_to_none=True)
         t.loss.backward()
         opt.step()
+
+    return model, opt, x, step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--channels-last", action="store_true")
+    args = parser.parse_args()
+    model, opt, x, ours = training_step(args.batch, args.channels_last)
 
     def reference():
         opt.zero_grad(set_to_none=True)

@@ -9,12 +9,8 @@ from __future__ import annotations
 import argparse
 from collections import defaultdict
 
-import torch
+from bench_model import training_step
 from torch.profiler import ProfilerActivity, profile
-
-from svg_lightning.models.config import SVGConfig
-from svg_lightning.models.losses import svg_loss
-from svg_lightning.models.svg import SVG
 
 # First match wins: op-name substrings -> family.
 FAMILIES = (
@@ -42,20 +38,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--channels-last", action="store_true")
     args = parser.parse_args()
-    torch.manual_seed(0)
-    model = SVG(SVGConfig())
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    x = torch.rand(args.batch, 15, 1, 64, 64)
-    if args.channels_last:
-        model.to(memory_format=torch.channels_last)
-
-    def step():
-        out = model(x, 5, "per_step")
-        lat = out.latents
-        t = svg_loss(out.x_hat, x[:, 1:], 1e-4, lat.mu, lat.logvar, lat.prior_mu, lat.prior_logvar)
-        opt.zero_grad(set_to_none=True)
-        t.loss.backward()
-        opt.step()
+    *_, step = training_step(args.batch, args.channels_last)
 
     step()  # warm-up (oneDNN primitive caches)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
