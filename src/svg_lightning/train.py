@@ -254,13 +254,19 @@ def last_wins(overrides: list[str]) -> list[str]:
     return list(by_key.values())
 
 
+def compose_config(name: str, overrides: list[str]) -> DictConfig:
+    """The config ``python -m svg_lightning[.evaluate] OVERRIDES`` builds (a later override of a
+    key wins); ``name`` is the primary config, ``train`` or ``eval``."""
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose(name, overrides=last_wins(overrides))
+
+
 def train_in(root: str | Path, overrides: list[str] = (), progress_bar: bool = True) -> Path:
     """Train the config ``python -m svg_lightning OVERRIDES`` composes (a later override of a
     key wins), with every path under ``root`` and the run in ``root/train/<time>/`` (for
     notebooks and scripts); returns the run folder."""
     root = Path(root).resolve()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose("train", overrides=last_wins(list(overrides)))
+    cfg = compose_config("train", list(overrides))
     run = root / "train" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     while run.exists():  # two runs within one second
         run = run.with_name(run.name + "_")

@@ -14,13 +14,11 @@ from datetime import datetime
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, open_dict
+from omegaconf import open_dict
 
-from svg_lightning.config import config_dir
 from svg_lightning.errors import ConfigError
 from svg_lightning.files import write_json
-from svg_lightning.train import last_wins, train
+from svg_lightning.train import compose_config, train
 
 RECORD = "reproduce.json"  # in each step's folder: its settings, and its wall time once finished
 
@@ -33,13 +31,6 @@ class Done:
     folder: Path
     wall_s: float
     reused: bool
-
-
-def compose_config(name: str, overrides: list[str]) -> DictConfig:
-    """The config ``python -m svg_lightning[.evaluate] OVERRIDES`` builds (a later override of a
-    key wins)."""
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose(name, overrides=last_wins(overrides))
 
 
 def once(folder: Path, settings: list[str], work: Callable[[], None]) -> Done:

@@ -18,13 +18,13 @@ from svg_lightning.evaluate.report import BASELINES
 from svg_lightning.reproduce.report import fmt
 from svg_lightning.reproduce.seeds import (
     Progress,
-    compose_config,
     describe,
     duration,
     machine,
     train_seed,
 )
 from svg_lightning.reproduce.study import LABELS
+from svg_lightning.train import compose_config
 
 SEEDS = (1234, 1, 2)
 MARKERS = ("<!-- quickstart-numbers:start -->", "<!-- quickstart-numbers:end -->")
