@@ -9,7 +9,7 @@ import pytest
 from svg_lightning.cli import reproduce_main
 from svg_lightning.errors import ConfigError, InputError
 from svg_lightning.reproduce import study
-from svg_lightning.reproduce.quickstart import MARKERS, clears, quickstart_docs
+from svg_lightning.reproduce.quickstart import ANALYSIS_MARKERS, MARKERS, clears, quickstart_docs
 from svg_lightning.reproduce.study import across_seeds
 from tests.helpers import TINY
 
@@ -99,27 +99,51 @@ def test_clears_needs_both_baselines_beaten_beyond_the_intervals():
     assert not clears(summary, "ssim")  # 0.69 < 0.70
 
 
+# small analyses of the tiny checkpoint (2 + 3 frames, so trajectories predicts 3)
+ANALYSES = ["num_videos=6", "num_test_videos=6", "seq_len=12", "num_samples=2", "num_true=50"]
+
+
 @pytest.mark.slow
 def test_quickstart_docs_writes_table_figures_and_readme(tmp_path):
     readme = tmp_path / "README.md"
-    readme.write_text(f"# title\n\nbefore\n\n{MARKERS[0]}\nold numbers\n{MARKERS[1]}\n\nafter\n")
+    numbers = f"{MARKERS[0]}\nold numbers\n{MARKERS[1]}"
+    analysis = f"{ANALYSIS_MARKERS[0]}\nold analysis\n{ANALYSIS_MARKERS[1]}"
+    original = f"# title\n\nbefore\n\n{numbers}\n\nmiddle\n\n{analysis}\n\nafter\n"
+    readme.write_text(original)
     docs = tmp_path / "docs"
-    results = quickstart_docs(tmp_path / "runs", docs, readme, [1234, 1], TINY)
+    results = quickstart_docs(tmp_path / "runs", docs, readme, [1234, 1], TINY, "", ANALYSES)
     assert [r["seed"] for r in results] == [1234, 1]
     md = (docs / "quickstart.md").read_text()
     for r in results:
         best = r["metrics"]["summary"]["ssim_bestofN"]
         assert f"| {r['seed']} | {best['mean']:.3f} ± {best['ci95']:.3f} |" in md
     assert "CPU cores" in md and "![curves](figures/quickstart_curves.png)" in md
-    for name in ("quickstart_curves.png", "quickstart_samples.png"):
+    for name in ("quickstart_curves.png", "quickstart_samples.png", "quickstart_prior_sigma.png",
+                 "quickstart_trajectories.png"):  # fmt: skip
         assert (docs / "figures" / name).stat().st_size > 0
     text = readme.read_text()
-    assert text.startswith("# title\n\nbefore\n\n") and text.endswith(f"{MARKERS[1]}\n\nafter\n")
+    assert text.startswith("# title\n\nbefore\n\n") and text.endswith(
+        f"{ANALYSIS_MARKERS[1]}\n\nafter\n"
+    )
+    assert f"{MARKERS[1]}\n\nmiddle\n\n{ANALYSIS_MARKERS[0]}" in text
     assert "old numbers" not in text and "| all-black frame |" in text
     assert "seed 1234, the default; seed 1 in [docs/quickstart.md]" in " ".join(text.split())
-    # A rerun reuses both runs and rewrites the same block.
-    quickstart_docs(tmp_path / "runs", docs, readme, [1234, 1], TINY)
-    assert readme.read_text().count(MARKERS[0]) == 1
+    # the analysis block holds the numbers of the analyses' own JSON
+    prior = json.loads((tmp_path / "runs" / "analyses" / "prior" / "prior.json").read_text())
+    auroc = prior["statistics"]["kl"]["any"]["0"]["auroc"]
+    assert "old analysis" not in text and "| KL, AUROC |" in text and f"{auroc:.3f}" in text
+    traj = json.loads(
+        (tmp_path / "runs" / "analyses" / "trajectories" / "trajectories.json").read_text()
+    )
+    assert f"total variation {traj['summary']['tv']:.2f}" in " ".join(text.split())
+    # A rerun reuses both runs and rewrites the same blocks.
+    quickstart_docs(tmp_path / "runs", docs, readme, [1234, 1], TINY, "", ANALYSES)
+    assert (
+        readme.read_text().count(MARKERS[0]) == readme.read_text().count(ANALYSIS_MARKERS[0]) == 1
+    )
+    readme.write_text(original.replace(ANALYSIS_MARKERS[0], ""))
+    with pytest.raises(InputError, match="quickstart-analysis"):
+        quickstart_docs(tmp_path / "runs", docs, readme, [1234, 1], TINY, "", ANALYSES)
     readme.write_text("no markers\n")
     with pytest.raises(InputError, match="quickstart-numbers"):
-        quickstart_docs(tmp_path / "runs", docs, readme, [1234, 1], TINY)
+        quickstart_docs(tmp_path / "runs", docs, readme, [1234, 1], TINY, "", ANALYSES)

@@ -1,7 +1,8 @@
 """The layout of a training run's folder, in one place.
 
     <run>/config.yaml             the resolved config the run was started with
-    <run>/run_info.json           what a resumed run needs (the W&B run id)
+    <run>/run_info.json           what a resumed run needs (the W&B run id); the torch version and
+                                  thread count (CPU training is bit-exact only for the same ones)
     <run>/checkpoints/last.ckpt   periodically and at the end: what ``ckpt_path=last`` resumes
     <run>/checkpoints/step*.ckpt  the best checkpoint by the validation score
     <run>/media/                  sample GIFs and plots written during training
@@ -110,5 +111,12 @@ def read_run_info(run: Path) -> dict:
 
 
 def write_run_info(run: Path, wandb_id: str | None, resumed_from: Path | None) -> None:
-    info = {"wandb_id": wandb_id, "resumed_from": str(resumed_from or "")}
+    info = {
+        "wandb_id": wandb_id,
+        "resumed_from": str(resumed_from or ""),
+        # Parallel reductions in the backward pass split their sums by thread, so another thread
+        # count gives other low bits (README, "Reproducibility").
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
     (Path(run) / RUN_INFO).write_text(json.dumps(info))

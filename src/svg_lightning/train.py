@@ -256,7 +256,7 @@ def last_wins(overrides: list[str]) -> list[str]:
 
 def compose_config(name: str, overrides: list[str]) -> DictConfig:
     """The config ``python -m svg_lightning[.evaluate] OVERRIDES`` builds (a later override of a
-    key wins); ``name`` is the primary config, ``train`` or ``eval``."""
+    key wins); ``name`` is the primary config: ``train``, ``eval`` or ``analyze``."""
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         return compose(name, overrides=last_wins(overrides))
 
