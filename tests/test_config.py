@@ -45,7 +45,7 @@ def test_the_nine_paper_experiments_and_the_cpu_study_exist():
 def test_cpu_study_experiment_composes_for_each_model(tmp_path, model, variant):
     cfg = compose_cfg(tmp_path, "+experiment=reproduce_cpu", f"model={model}")
     validate_config(cfg)
-    assert (cfg.data.num_digits, cfg.data.image_size, cfg.trainer.max_steps) == (1, 32, 5000)
+    assert (cfg.data.num_digits, cfg.data.image_size, cfg.trainer.max_steps) == (1, 32, 3000)
     assert instantiate(cfg.model).hparams.variant == variant
 
 

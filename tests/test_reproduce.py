@@ -10,6 +10,7 @@ from svg_lightning.cli import reproduce_main
 from svg_lightning.errors import ConfigError, InputError
 from svg_lightning.reproduce import study
 from svg_lightning.reproduce.quickstart import ANALYSIS_MARKERS, MARKERS, clears, quickstart_docs
+from svg_lightning.reproduce.seeds import train_seed
 from svg_lightning.reproduce.study import across_seeds
 from tests.helpers import TINY
 
@@ -147,3 +148,10 @@ def test_quickstart_docs_writes_table_figures_and_readme(tmp_path):
     readme.write_text("no markers\n")
     with pytest.raises(InputError, match="quickstart-numbers"):
         quickstart_docs(tmp_path / "runs", docs, readme, [1234, 1], TINY, "", ANALYSES)
+
+
+def test_fresh_process_refuses_a_folder_hydra_cannot_be_given(tmp_path):
+    folder = tmp_path / "it's"
+    with pytest.raises(ConfigError, match="may not hold '"):
+        train_seed(folder, TINY, 1, fresh_process=True)
+    assert not (folder / "checkpoints").exists()

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +18,7 @@ from pathlib import Path
 import torch
 from omegaconf import open_dict
 
-from svg_lightning.errors import ConfigError
+from svg_lightning.errors import ConfigError, SVGError
 from svg_lightning.files import write_json
 from svg_lightning.train import compose_config, train
 
@@ -57,9 +59,11 @@ def once(folder: Path, settings: list[str], work: Callable[[], None]) -> Done:
     return Done(folder, wall, reused=False)
 
 
-def train_seed(folder: Path, overrides: list[str], seed: int) -> Done:
+def train_seed(folder: Path, overrides: list[str], seed: int, fresh_process: bool = False) -> Done:
     """``python -m svg_lightning OVERRIDES seed=SEED`` with ``folder`` as its run folder. A run
-    interrupted there continues from its last.ckpt (``train.requeued_checkpoint``)."""
+    interrupted there continues from its last.ckpt (``train.requeued_checkpoint``).
+    ``fresh_process``: run the command itself, in a new Python process, so the wall time is the
+    whole command's as a user types it (start-up included, nothing left from earlier runs)."""
     overrides = [*overrides, f"seed={seed}"]
 
     def work() -> None:
@@ -68,7 +72,15 @@ def train_seed(folder: Path, overrides: list[str], seed: int) -> Done:
             cfg.paths.output_dir = str(folder)
         train(cfg)
 
-    return once(folder, overrides, work)
+    def command() -> None:
+        where = str(Path(folder).resolve())
+        if "'" in where or "\\" in where:
+            raise ConfigError(f"{where}: a run folder for a fresh process may not hold ' or \\")
+        args = [sys.executable, "-m", "svg_lightning", *overrides, f"hydra.run.dir='{where}'"]
+        if subprocess.run(args).returncode:
+            raise SVGError(f"{shlex.join(args)} failed; its output is above and in {where}")
+
+    return once(folder, overrides, command if fresh_process else work)
 
 
 def duration(seconds: float) -> str:

@@ -111,9 +111,9 @@ def readme_block(default: dict, others: list[dict], where: dict) -> str:
     also = f"; seed{plural} {seeds} in [docs/quickstart.md](docs/quickstart.md)" if others else ""
     text = (
         f"Measured by `{COMMAND}` on {date.today().isoformat()}, {describe(where)}: "
-        f"{duration(default['wall_s'])} for the run ({training_text(default)}; timed in "
-        "process, so Python's start-up is not included; wall time depends on the machine and "
-        f"its load). Held-out scores on {protocol_text(default)}; seed {default['seed']}, the "
+        f"{duration(default['wall_s'])} for the whole command ({training_text(default)}; "
+        "Python's start-up included; wall time depends on the machine and its load). Held-out "
+        f"scores on {protocol_text(default)}; seed {default['seed']}, the "
         f"default{also}:"
     )
     return fill(text, WIDTH) + "\n\n" + predictor_table(default)
@@ -123,8 +123,8 @@ def quickstart_md(results: list[dict], default: dict, where: dict, command: str)
     made = (
         f"Made by `{COMMAND}` (`{command}`) on {date.today().isoformat()}; {describe(where)}. "
         "Each run is `python -m svg_lightning seed=S`, the default config "
-        f"({training_text(default)}), timed in process (training and scoring; Python's "
-        "start-up adds a few seconds)."
+        f"({training_text(default)}), run as a command of its own and timed whole (start-up, "
+        "training and scoring)."
     )
     scores = (
         f"Held-out scores on {protocol_text(default)}. *Clears* means the lower end of the "
@@ -194,10 +194,10 @@ def analysis_block(analyses: dict, default: dict) -> str:
         f"frames ({duration(prior['wall_s'])}):"
     )
     reading = (
-        f"The prior's sigma detects collisions best {where} the step whose frame first shows the "
-        f"redrawn velocity (lag 0); {at_zero['peak_within_1']:.0%} of the collisions have a sigma peak "
-        f"within one step (chance {at_zero['peak_within_1_chance']:.0%}). The synchronised batch "
-        f"({p['num_videos']} digits, one trajectory) gives the paper's Fig. 6:"
+        f"The prior's sigma detects collisions best {where} the step whose frame first shows "
+        f"the redrawn velocity (lag 0); {at_zero['peak_within_1']:.0%} of the collisions have a "
+        f"sigma peak within one step (chance {at_zero['peak_within_1_chance']:.0%}). The "
+        f"synchronised batch ({p['num_videos']} digits, one trajectory) gives the paper's Fig. 6:"
     )
     t, tp = traj["doc"]["summary"], traj["doc"]["protocol"]
     motion = (
@@ -249,7 +249,7 @@ def quickstart_docs(
     for seed in seeds:
         folder = Path(out) / f"seed{seed}"
         progress.start(f"quickstart, seed {seed} ({folder})")
-        done = train_seed(folder, list(overrides), seed)
+        done = train_seed(folder, list(overrides), seed, fresh_process=True)
         progress.end(done)
         metrics = json.loads((folder / "metrics.json").read_text())
         results.append({"seed": seed, "folder": str(folder), "wall_s": done.wall_s,
