@@ -8,7 +8,7 @@ import pytest
 
 from svg_lightning.cli import reproduce_main
 from svg_lightning.errors import ConfigError, InputError
-from svg_lightning.reproduce import study
+from svg_lightning.reproduce import seeds, study
 from svg_lightning.reproduce.quickstart import ANALYSIS_MARKERS, MARKERS, clears, quickstart_docs
 from svg_lightning.reproduce.seeds import train_seed
 from svg_lightning.reproduce.study import across_seeds
@@ -155,3 +155,20 @@ def test_fresh_process_refuses_a_folder_hydra_cannot_be_given(tmp_path):
     with pytest.raises(ConfigError, match="may not hold '"):
         train_seed(folder, TINY, 1, fresh_process=True)
     assert not (folder / "checkpoints").exists()
+
+
+def test_a_finished_run_is_not_reused_once_the_config_files_change(tmp_path, monkeypatch):
+    """The same overrides over another preset (a retuned quickstart) must train again."""
+    folder = tmp_path / "seed1"
+    assert not train_seed(folder, TINY, 1).reused
+    assert train_seed(folder, TINY, 1).reused
+    retuned = seeds.compose_config
+
+    def compose(name, overrides):
+        cfg = retuned(name, overrides)
+        cfg.trainer.max_steps += 1
+        return cfg
+
+    monkeypatch.setattr(seeds, "compose_config", compose)
+    with pytest.raises(ConfigError, match="config files changed"):
+        train_seed(folder, TINY, 1)

@@ -3,6 +3,7 @@ reuses: the loop behind both the comparison study and the docs' quickstart table
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -16,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 import torch
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 
 from svg_lightning.errors import ConfigError, SVGError
 from svg_lightning.files import write_json
@@ -45,6 +46,7 @@ def once(folder: Path, settings: list[str], work: Callable[[], None]) -> Done:
             raise ConfigError(
                 f"{folder} was started with other settings than this command's:\n"
                 f"  there: {found['settings']}\n  now:   {settings}\n"
+                "(the same command with another config sha256: the config files changed since)\n"
                 "write the study to another folder, or delete that one"
             )
         if found.get("wall_s") is not None:
@@ -80,7 +82,18 @@ def train_seed(folder: Path, overrides: list[str], seed: int, fresh_process: boo
         if subprocess.run(args).returncode:
             raise SVGError(f"{shlex.join(args)} failed; its output is above and in {where}")
 
-    return once(folder, overrides, command if fresh_process else work)
+    # The composed config, not just the overrides, decides whether a finished run can be reused:
+    # a retuned preset under the same command must train again.
+    settings = [*overrides, f"config sha256 {config_digest(overrides)}"]
+    return once(folder, settings, command if fresh_process else work)
+
+
+def config_digest(overrides: list[str]) -> str:
+    """A digest of the training config ``overrides`` compose, paths left out."""
+    cfg = compose_config("train", overrides)
+    with open_dict(cfg):
+        cfg.pop("paths", None)
+    return hashlib.sha256(OmegaConf.to_yaml(cfg).encode()).hexdigest()[:16]
 
 
 def duration(seconds: float) -> str:
