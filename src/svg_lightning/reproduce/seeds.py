@@ -46,7 +46,7 @@ def once(folder: Path, settings: list[str], work: Callable[[], None]) -> Done:
             raise ConfigError(
                 f"{folder} was started with other settings than this command's:\n"
                 f"  there: {found['settings']}\n  now:   {settings}\n"
-                "(the same command with another config sha256: the config files changed since)\n"
+                "(a different `config sha256` alone means the config files changed since)\n"
                 "write the study to another folder, or delete that one"
             )
         if found.get("wall_s") is not None:
@@ -74,10 +74,11 @@ def train_seed(folder: Path, overrides: list[str], seed: int, fresh_process: boo
             cfg.paths.output_dir = str(folder)
         train(cfg)
 
+    where = str(Path(folder).resolve())
+    if fresh_process and ("'" in where or "\\" in where):  # before anything is written there
+        raise ConfigError(f"{where}: a run folder for a fresh process may not hold ' or \\")
+
     def command() -> None:
-        where = str(Path(folder).resolve())
-        if "'" in where or "\\" in where:
-            raise ConfigError(f"{where}: a run folder for a fresh process may not hold ' or \\")
         args = [sys.executable, "-m", "svg_lightning", *overrides, f"hydra.run.dir='{where}'"]
         if subprocess.run(args).returncode:
             raise SVGError(f"{shlex.join(args)} failed; its output is above and in {where}")
