@@ -19,7 +19,7 @@ train: setup  ## the quickstart: CPU-sized SVG-LP on one-digit 32x32 SM-MNIST
 reproduce: setup  ## the paper's SVG-LP / SVG-FP / deterministic comparison at CPU scale (docs/reproduction.md)
 	$(BIN)/python -m svg_lightning.reproduce
 
-docs-figures: setup  ## the quickstart for seeds 1234, 1, 2 and both analyses of seed 1234: docs/quickstart.md, docs/figures/, README blocks
+docs-figures: setup  ## the quickstart for seeds 1234, 1, 2; both analyses and the full protocol on seed 1234: docs/quickstart.md, docs/figures/, README blocks
 	$(BIN)/python -m svg_lightning.reproduce.quickstart --readme README.md
 
 test: dev  ## the whole suite, as CI runs it

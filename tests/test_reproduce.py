@@ -9,7 +9,13 @@ import pytest
 from svg_lightning.cli import reproduce_main
 from svg_lightning.errors import ConfigError, InputError
 from svg_lightning.reproduce import seeds, study
-from svg_lightning.reproduce.quickstart import ANALYSIS_MARKERS, MARKERS, clears, quickstart_docs
+from svg_lightning.reproduce.quickstart import (
+    ANALYSIS_MARKERS,
+    MARKERS,
+    PROTOCOL_MARKERS,
+    clears,
+    quickstart_docs,
+)
 from svg_lightning.reproduce.seeds import train_seed
 from svg_lightning.reproduce.study import across_seeds
 from tests.helpers import TINY
@@ -102,6 +108,9 @@ def test_clears_needs_both_baselines_beaten_beyond_the_intervals():
 
 # small analyses of the tiny checkpoint (2 + 3 frames, so trajectories predicts 3)
 ANALYSES = ["num_videos=6", "num_test_videos=6", "seq_len=12", "num_samples=2", "num_true=50"]
+# the dataset's protocol, shrunk: 2 -> 4 frames (past the tiny runs' 3), best of 3, 4 videos
+PROTOCOL = ["eval.num_videos=4", "eval.num_samples=3", "eval.n_past=2", "eval.n_future=4",
+            "eval.batch_size=2"]  # fmt: skip
 
 
 @pytest.mark.slow
@@ -109,10 +118,13 @@ def test_quickstart_docs_writes_table_figures_and_readme(tmp_path):
     readme = tmp_path / "README.md"
     numbers = f"{MARKERS[0]}\nold numbers\n{MARKERS[1]}"
     analysis = f"{ANALYSIS_MARKERS[0]}\nold analysis\n{ANALYSIS_MARKERS[1]}"
-    original = f"# title\n\nbefore\n\n{numbers}\n\nmiddle\n\n{analysis}\n\nafter\n"
+    protocol = f"{PROTOCOL_MARKERS[0]}\nold protocol\n{PROTOCOL_MARKERS[1]}"
+    original = f"# title\n\nbefore\n\n{numbers}\n\nmiddle\n\n{analysis}\n\nafter\n\n{protocol}\n"
     readme.write_text(original)
     docs = tmp_path / "docs"
-    results = quickstart_docs(tmp_path / "runs", docs, readme, [1234, 1], TINY, "", ANALYSES)
+    results = quickstart_docs(
+        tmp_path / "runs", docs, readme, [1234, 1], TINY, "", ANALYSES, PROTOCOL
+    )
     assert [r["seed"] for r in results] == [1234, 1]
     md = (docs / "quickstart.md").read_text()
     for r in results:
@@ -123,9 +135,8 @@ def test_quickstart_docs_writes_table_figures_and_readme(tmp_path):
                  "quickstart_trajectories.png"):  # fmt: skip
         assert (docs / "figures" / name).stat().st_size > 0
     text = readme.read_text()
-    assert text.startswith("# title\n\nbefore\n\n") and text.endswith(
-        f"{ANALYSIS_MARKERS[1]}\n\nafter\n"
-    )
+    assert text.startswith("# title\n\nbefore\n\n") and text.endswith(f"{PROTOCOL_MARKERS[1]}\n")
+    assert f"{ANALYSIS_MARKERS[1]}\n\nafter\n\n{PROTOCOL_MARKERS[0]}" in text
     assert f"{MARKERS[1]}\n\nmiddle\n\n{ANALYSIS_MARKERS[0]}" in text
     assert "old numbers" not in text and "| all-black frame |" in text
     assert "seed 1234, the default; seed 1 in [docs/quickstart.md]" in " ".join(text.split())
@@ -137,17 +148,27 @@ def test_quickstart_docs_writes_table_figures_and_readme(tmp_path):
         (tmp_path / "runs" / "analyses" / "trajectories" / "trajectories.json").read_text()
     )
     assert f"total variation {traj['summary']['tv']:.2f}" in " ".join(text.split())
+    # the protocol paragraph holds the evaluation's own metrics.json, under its overrides
+    scored = json.loads((tmp_path / "runs" / "protocol" / "metrics.json").read_text())
+    pr, best = scored["protocol"], scored["summary"]["psnr_bestofN"]
+    assert (pr["n_past"], pr["n_future"], pr["num_videos"], pr["num_samples"]) == (2, 4, 4, 3)
+    flat = " ".join(text.split())
+    assert "old protocol" not in text and "2 -> 4 frames, best of 3 samples" in flat
+    assert f"PSNR {best['mean']:.2f} ± {best['ci95']:.2f}" in flat and "eval.num_videos=4" in flat
     # A rerun reuses both runs and rewrites the same blocks.
-    quickstart_docs(tmp_path / "runs", docs, readme, [1234, 1], TINY, "", ANALYSES)
+    quickstart_docs(tmp_path / "runs", docs, readme, [1234, 1], TINY, "", ANALYSES, PROTOCOL)
     assert (
         readme.read_text().count(MARKERS[0]) == readme.read_text().count(ANALYSIS_MARKERS[0]) == 1
     )
+    readme.write_text(original.replace(PROTOCOL_MARKERS[1], ""))
+    with pytest.raises(InputError, match="quickstart-protocol"):
+        quickstart_docs(tmp_path / "runs", docs, readme, [1234, 1], TINY, "", ANALYSES, PROTOCOL)
     readme.write_text(original.replace(ANALYSIS_MARKERS[0], ""))
     with pytest.raises(InputError, match="quickstart-analysis"):
-        quickstart_docs(tmp_path / "runs", docs, readme, [1234, 1], TINY, "", ANALYSES)
+        quickstart_docs(tmp_path / "runs", docs, readme, [1234, 1], TINY, "", ANALYSES, PROTOCOL)
     readme.write_text("no markers\n")
     with pytest.raises(InputError, match="quickstart-numbers"):
-        quickstart_docs(tmp_path / "runs", docs, readme, [1234, 1], TINY, "", ANALYSES)
+        quickstart_docs(tmp_path / "runs", docs, readme, [1234, 1], TINY, "", ANALYSES, PROTOCOL)
 
 
 def test_fresh_process_refuses_a_folder_hydra_cannot_be_given(tmp_path):

@@ -229,8 +229,10 @@ def quickstart_docs_main(argv: list[str] | None = None) -> int:
         prog="python -m svg_lightning.reproduce.quickstart",
         description="The quickstart (python -m svg_lightning) for several seeds: writes "
         "DOCS/quickstart.md (the seeds' table, wall times, machine), copies the default seed's "
-        "curves and samples into DOCS/figures/ and, with --readme, rewrites the README's "
-        "marked quickstart block. Resumable: finished runs are reused.",
+        "curves and samples into DOCS/figures/, analyses the default seed's checkpoint (prior, "
+        "trajectories) and scores it under the dataset's protocol (500 test videos) and, with "
+        "--readme, rewrites the README's marked quickstart blocks. Resumable: finished runs "
+        "are reused.",
     )
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="overrides of every run (none: the quickstart itself)")  # fmt: skip
