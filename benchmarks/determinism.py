@@ -1,7 +1,9 @@
 """Is CPU training deterministic for a fixed seed? Trains the quickstart (``python -m
 svg_lightning``, the default config) for a few hundred steps three times: twice with the same
-torch thread count, once with another. Prints, for each pair of runs, how many weight tensors
-differ, the largest difference, and the validation scores of each run.
+torch thread count, once with another, and, on a CPU with AVX-512, once more with the first thread
+count but torch's and oneDNN's AVX2 kernels (as on a CPU without AVX-512). Prints, for each pair
+of runs, how many weight tensors differ, the largest difference, and the validation scores of
+each run.
 
     python benchmarks/determinism.py --steps 300 --threads 2 1
 """
@@ -20,11 +22,14 @@ from pathlib import Path
 
 import torch
 
+# torch's own kernels and oneDNN's, both capped at AVX2; read at start-up.
+AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
-def train(out: Path, steps: int, threads: int) -> float:
+
+def train(out: Path, steps: int, threads: int, env: dict | None = None) -> float:
     """One quickstart run in its own process (torch reads the thread count at start-up)."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-           "WANDB_MODE": "disabled"}  # fmt: skip
+           "WANDB_MODE": "disabled", **(env or {})}  # fmt: skip
     args = [f"trainer.max_steps={steps}", f"trainer.val_check_interval={steps}",
             "summary.enabled=false", "logger=csv", "extras.print_config=false",
             "~callbacks.rich_progress_bar", f"hydra.run.dir={out}"]  # fmt: skip
@@ -66,10 +71,13 @@ def main() -> None:
     args = parser.parse_args()
     root = args.out or Path(tempfile.mkdtemp(prefix="svg-determinism-"))
     n, m = args.threads
-    plan = {f"A ({n} threads)": n, f"B ({n} threads)": n, f"C ({m} threads)": m}
+    plan = {f"A ({n} threads)": (n, None), f"B ({n} threads)": (n, None),
+            f"C ({m} threads)": (m, None)}  # fmt: skip
+    if torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
+        plan[f"D ({n} threads, AVX2 kernels)"] = (n, AVX2)
     runs = {}
-    for i, (name, threads) in enumerate(plan.items()):
-        seconds = train(root / str(i), args.steps, threads)
+    for i, (name, (threads, env)) in enumerate(plan.items()):
+        seconds = train(root / str(i), args.steps, threads, env)
         runs[name] = (weights(root / str(i)), val_scores(root / str(i)))
         scores = ", ".join(f"{k} {v:.4f}" for k, v in runs[name][1].items())
         print(f"{name}: {args.steps} steps in {seconds:.0f} s; {scores}")

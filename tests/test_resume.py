@@ -61,6 +61,7 @@ def test_same_seed_same_weights_with_every_callback(tmp_path, tiny_cfg):
     # what else must match for bit-exact CPU runs is recorded
     info = json.loads((tmp_path / "a" / "run_info.json").read_text())
     assert info["torch_threads"] == torch.get_num_threads() and info["torch"] == torch.__version__
+    assert info["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     # the comparison can fail: another seed gives other weights
     assert not all(torch.equal(runs["a"][k], runs["other_seed"][k]) for k in runs["a"])
 

@@ -114,9 +114,11 @@ def write_run_info(run: Path, wandb_id: str | None, resumed_from: Path | None) -
     info = {
         "wandb_id": wandb_id,
         "resumed_from": str(resumed_from or ""),
-        # Parallel reductions in the backward pass split their sums by thread, so another thread
-        # count gives other low bits (README, "Reproducibility").
+        # Parallel reductions in the backward pass split their sums by thread, and the CPU's
+        # vector instructions pick the kernels: another thread count or ISA gives other low bits
+        # (README, "Reproducibility").
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
     (Path(run) / RUN_INFO).write_text(json.dumps(info))

@@ -140,6 +140,7 @@ def machine() -> dict:
         "cpu": cpu,
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "torch_threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "commit": commit,
     }
@@ -168,5 +169,6 @@ def describe(m: dict) -> str:
     load = "" if load is None else f", load average {load:.1f} at the start"
     code = f"; code: commit {m['commit']}" if m["commit"] else ""
     return (
-        f"{m['cpus']} CPU cores ({m['cpu']}){gpu}, torch threads: {m['torch_threads']}{load}{code}"
+        f"{m['cpus']} CPU cores ({m['cpu']}, {m['cpu_capability']} kernels){gpu}, torch threads: "
+        f"{m['torch_threads']}{load}{code}"
     )
