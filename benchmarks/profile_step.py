@@ -1,7 +1,7 @@
 """Where a training step's time goes: torch.profiler over one step of the paper's SM-MNIST
 SVG-LP (batch 16, T = 15, ``bn_stats=per_step``), self CPU time summed per op family.
 
-    python benchmarks/profile_step.py [--channels-last] [--top 15]
+    python benchmarks/profile_step.py [--channels-last] [--time-chunk 5] [--top 15]
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--time-chunk", type=int, default=None, help="steps per call")
     args = parser.parse_args()
-    *_, step = training_step(args.batch, args.channels_last)
+    *_, step = training_step(args.batch, args.channels_last, args.time_chunk)
 
     step()  # warm-up (oneDNN primitive caches)
     with profile(activities=[ProfilerActivity.CPU]) as prof:

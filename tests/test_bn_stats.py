@@ -61,12 +61,12 @@ def reference_step(m: SVG, x: torch.Tensor, n_past: int, eps: torch.Tensor) -> t
     ).loss  # fmt: skip
 
 
-def batched_step(m: SVG, x, n_past, eps, bn_stats, monkeypatch) -> torch.Tensor:
+def batched_step(m: SVG, x, n_past, eps, bn_stats, monkeypatch, time_chunk=None) -> torch.Tensor:
     monkeypatch.setattr(
         "svg_lightning.models.svg.reparameterize",
         lambda mu, logvar: mu + torch.exp(0.5 * logvar) * eps,
     )
-    out = m(x, n_past, bn_stats)
+    out = m(x, n_past, bn_stats, time_chunk)
     lat = out.latents
     return svg_loss(
         out.x_hat, x[:, 1:], BETA, lat.mu, lat.logvar, lat.prior_mu, lat.prior_logvar
@@ -87,11 +87,13 @@ def setup(variant: str, net: str, skip: str = "last"):
     return m, copy.deepcopy(m), x, eps
 
 
+# time_chunk 2 of T = 5: encoder calls over steps (0, 1), (2, 3), (4); decoder (1, 2), (3, 4)
+@pytest.mark.parametrize("time_chunk", [None, 2])
 @pytest.mark.parametrize("net", ["dcgan", "vgg"])
 @pytest.mark.parametrize("variant", ["lp", "fp", "deterministic"])
-def test_per_step_equals_the_reference_frame_by_frame(variant, net, monkeypatch):
+def test_per_step_equals_the_reference_frame_by_frame(variant, net, time_chunk, monkeypatch):
     m, ref, x, eps = setup(variant, net, skip="reference" if net == "vgg" else "last")
-    loss = batched_step(m, x, 3, eps, "per_step", monkeypatch)
+    loss = batched_step(m, x, 3, eps, "per_step", monkeypatch, time_chunk)
     ref_loss = reference_step(ref, x, 3, eps)
     torch.testing.assert_close(loss, ref_loss, rtol=1e-10, atol=1e-10)
     loss.backward()
@@ -125,6 +127,22 @@ def test_joint_is_one_plain_batch_norm_over_all_frames(monkeypatch):
     fresh, _, _, _ = setup("lp", "dcgan")
     per_step = batched_step(fresh, x, 3, eps, "per_step", monkeypatch)
     assert not torch.allclose(per_step, loss)  # a different function, not a rounding
+
+
+def test_time_chunks_need_per_step_statistics_in_training(monkeypatch):
+    m, _, x, eps = setup("lp", "dcgan")
+    with pytest.raises(ValueError, match="time_chunk needs bn_stats='per_step'"):
+        batched_step(m, x, 3, eps, "joint", monkeypatch, time_chunk=2)
+
+
+@pytest.mark.parametrize("skip", ["last", "previous"])
+def test_time_chunks_are_the_same_function(skip, monkeypatch):
+    """Chunks of 1, 2 and 3 steps against one call (float64), skips of every source frame."""
+    m, _, x, eps = setup("lp", "dcgan", skip=skip)
+    whole = batched_step(copy.deepcopy(m), x, 3, eps, "per_step", monkeypatch)
+    for size in (1, 2, 3):
+        chunked = batched_step(copy.deepcopy(m), x, 3, eps, "per_step", monkeypatch, size)
+        torch.testing.assert_close(chunked, whole, rtol=1e-12, atol=1e-12)
 
 
 def test_eval_mode_uses_running_statistics_whatever_bn_stats(monkeypatch):

@@ -118,6 +118,8 @@ def test_default_is_the_quickstart(tmp_path):
         (["model.sample_chunk=0"], "model.sample_chunk=0 must be an integer >= 1 or null"),
         (["data.batch_size=1"], "data.batch_size=1 with model.bn_stats=per_step"),
         (["model.bn_stats=frame"], "model.bn_stats='frame' is unknown"),
+        (["model.time_chunk=0"], "model.time_chunk=0 must be an integer >= 1 or null"),
+        (["model.time_chunk=3", "model.bn_stats=joint"], "would normalise each chunk on its own"),
         (["+experiment=bair_lp", "n_future=40"], "longer than the dataset's 30-frame videos"),
         (["model.backbone=dcgan64"], "model.backbone=dcgan64 works on 64x64"),
         (["data.image_size=64"], "backbones for that size: ['dcgan64', 'vgg64']"),

@@ -139,6 +139,12 @@ def validate_config(cfg: DictConfig) -> None:
             "data.batch_size=1 with model.bn_stats=per_step: each time step is normalised over "
             "the batch's videos, which needs at least 2; use a larger batch"
         )
+    c.integer("model.time_chunk", m.get("time_chunk"), none_ok=True)
+    if m.get("time_chunk") is not None and m.get("bn_stats", BN_STATS[0]) != "per_step":
+        c.errors.append(
+            "model.time_chunk with model.bn_stats=joint would normalise each chunk on its own "
+            "(another function); use model.bn_stats=per_step or model.time_chunk=null"
+        )
 
     data_cls = get_class(cfg.data._target_)
     check_data(c, cfg.data, data_cls, cfg.n_past, cfg.n_future)

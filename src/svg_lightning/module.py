@@ -66,6 +66,7 @@ class SVGModule(pl.LightningModule):
         val_num_samples: int = 10,
         sample_chunk: int | None = None,
         bn_stats: str = "per_step",
+        time_chunk: int | None = None,  # time steps per encoder/decoder call (see SVG.forward)
         compile: bool = False,  # torch.compile of every network (see SVG.fast_paths)
         channels_last: bool = False,  # NHWC convolutions (see SVG.fast_paths)
         **architecture,
@@ -96,7 +97,7 @@ class SVGModule(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         hp = self.hparams
         x = batch["frames"][:, : hp.n_past + hp.n_future]
-        out = self.svg(x, hp.n_past, hp.bn_stats)
+        out = self.svg(x, hp.n_past, hp.bn_stats, hp.time_chunk)
         lat = out.latents
         terms = svg_loss(
             out.x_hat, x[:, 1:], hp.beta, lat.mu, lat.logvar, lat.prior_mu, lat.prior_logvar

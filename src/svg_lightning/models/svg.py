@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
+from itertools import groupby
 
 import torch
 from torch import nn
@@ -32,6 +33,27 @@ def skip_source(t: int, n_past: int, skip: str) -> int:
         return t - 1
     frozen = n_past - 1 if skip == "last" else max(n_past - 2, 0)
     return min(t - 1, frozen)
+
+
+def repeat_steps(x: torch.Tensor, steps: list[int]) -> torch.Tensor:
+    """``x[:, steps]`` for x (B, U, ...), built from runs of equal steps as expanded slices: its
+    backward sums each run, where indexing's would scatter-add (``index_put``), several times
+    slower on CPUs. Consecutive steps are a view."""
+    if steps == list(range(steps[0], steps[0] + len(steps))):
+        return x[:, steps[0] : steps[0] + len(steps)]
+    runs = [(step, len(list(group))) for step, group in groupby(steps)]
+    return torch.cat([x[:, s : s + 1].expand(-1, n, *x.shape[2:]) for s, n in runs], dim=1)
+
+
+def spans(n: int, size: int | None) -> list[range]:
+    """0..n-1 as consecutive ranges of ``size`` (one range when None)."""
+    size = size or n
+    return [range(a, min(a + size, n)) for a in range(0, n, size)]
+
+
+def cat(parts: list[torch.Tensor], dim: int) -> torch.Tensor:
+    """``torch.cat`` without the copy of a single part."""
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim)
 
 
 def init_weights(module: nn.Module) -> None:
@@ -160,35 +182,57 @@ class SVG(nn.Module):
             return [f for t in range(1, seq_len) for f in (t - 1, t)]
         return list(range(seq_len))
 
-    def forward(self, x: torch.Tensor, n_past: int, bn_stats: str = "per_step") -> TeacherForced:
+    def forward(
+        self,
+        x: torch.Tensor,
+        n_past: int,
+        bn_stats: str = "per_step",
+        time_chunk: int | None = None,
+    ) -> TeacherForced:
         """Teacher-forced pass: every input frame is ground truth, so each LSTM runs once over the
-        whole sequence and the encoder/decoder each run once over all frames. ``n_past``: the
-        conditioning frames, which decide where the decoder's skips come from. ``bn_stats``:
-        ``per_step`` normalises every time step with its own batch statistics and updates the
-        running statistics as the reference's frame-by-frame calls would; ``joint`` uses the
-        statistics of all B*T frames of the one call."""
+        whole sequence and the encoder/decoder each run once over all frames, or over
+        ``time_chunk`` time steps per call. ``n_past``: the conditioning frames, which decide where
+        the decoder's skips come from. ``bn_stats``: ``per_step`` normalises every time step with
+        its own batch statistics and updates the running statistics as the reference's
+        frame-by-frame calls would; ``joint`` uses the statistics of all B*T frames of the one
+        call. Chunks compute the same function under ``per_step`` (statistics are per step
+        anyway) and keep a call's activations small enough for a CPU's caches."""
         if bn_stats not in BN_STATS:
             raise ValueError(f"bn_stats={bn_stats!r} is unknown; allowed: {list(BN_STATS)}")
         per_step = bn_stats == "per_step" and self.training  # eval: running statistics
+        if time_chunk is not None and self.training and not per_step:
+            raise ValueError("time_chunk needs bn_stats='per_step' in training: with 'joint' "
+                             "statistics every chunk would be normalised on its own")  # fmt: skip
         b, t = x.shape[:2]
-        with step_statistics(self.encoder, t, self.encoder_calls(t)) if per_step else nullcontext():
-            h, skips = self.encode(x)
         # The decoder's skip terms are computed once per source frame (frames 0..u-1: a few
-        # conditioning frames unless skip=previous), then gathered to the T-1 decoded steps.
+        # conditioning frames unless skip=previous), then repeated to the T-1 decoded steps.
         src = [skip_source(i, n_past, self.skip) for i in range(1, t)]
         u = max(src) + 1
-        terms = self.decoder.skip_terms([s[:, :u].flatten(0, 1) for s in skips])
-        if src != list(range(u)):
-            idx = torch.tensor(src, device=x.device)
-            terms = [tm.view(b, u, *tm.shape[1:])[:, idx].flatten(0, 1) for tm in terms]
+        h, skips = [], []
+        calls = self.encoder_calls(t)
+        for span in spans(t, time_chunk):
+            sub = [c - span.start for c in calls if c in span]  # in order: chunks follow calls
+            with step_statistics(self.encoder, len(span), sub) if per_step else nullcontext():
+                h_span, skips_span = self.encode(x[:, span.start : span.stop])
+            h.append(h_span)
+            if span.start < u:
+                skips.append([s[:, : u - span.start] for s in skips_span])
+        h = cat(h, 1)
+        skips = [cat(parts, 1).flatten(0, 1) for parts in zip(*skips)]
+        terms = [tm.view(b, u, *tm.shape[1:]) for tm in self.decoder.skip_terms(skips)]
         latents = self._latents(h)
         inp = h[:, :-1]
         if self.stochastic:
             inp = torch.cat([inp, reparameterize(latents.mu, latents.logvar)], dim=-1)
         g, _ = self.frame_predictor(inp)
-        with step_statistics(self.decoder, t - 1, range(t - 1)) if per_step else nullcontext():
-            x_hat = self.decoder(g.flatten(0, 1), terms=terms).view(b, t - 1, *x.shape[2:])
-        return TeacherForced(x_hat, latents)
+        x_hat = []
+        for span in spans(t - 1, time_chunk):
+            steps = [repeat_steps(tm, src[span.start : span.stop]).flatten(0, 1) for tm in terms]
+            n = len(span)
+            with step_statistics(self.decoder, n, range(n)) if per_step else nullcontext():
+                d = self.decoder(g[:, span.start : span.stop].flatten(0, 1), terms=steps)
+            x_hat.append(d.view(b, n, *x.shape[2:]))
+        return TeacherForced(cat(x_hat, 1), latents)
 
     def noise_steps(self, n_cond: int, n_future: int) -> int:
         """Standard-normal draws per sample: the P-1 conditioning transitions, then each
