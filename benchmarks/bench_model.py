@@ -1,5 +1,5 @@
 """Training and sampling throughput of the paper-size SM-MNIST SVG-LP on this machine, against
-the reference algorithm and against the machine's matmul peak, all measured in one run.
+the reference algorithm and against the machine's attainable FLOP rate, all measured in one run.
 
 Training: batch 16, T = 15 (5 + 10), one Adam step per iteration, ``bn_stats=per_step``, with all
 T steps in one encoder/decoder call and with ``time_chunk`` steps per call; the baseline is

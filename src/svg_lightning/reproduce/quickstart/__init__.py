@@ -246,11 +246,8 @@ def protocol_block(protocol: dict, default: dict) -> str:
     """The README's paragraph on the default seed's checkpoint under its dataset's protocol."""
     sm, pr = protocol["metrics"]["summary"], protocol["metrics"]["protocol"]
     cleared = [m.upper() for m in ("ssim", "psnr") if clears(sm, m)]
-    verdict = {
-        2: "on both metrics",
-        1: f"on {cleared[0] if cleared else ''} only",
-        0: "on neither metric",
-    }
+    verdict = {2: "on both metrics", 0: "on neither metric"}.get(len(cleared))
+    verdict = verdict or f"on {cleared[0]} only"
     text = (
         f"The same checkpoint (seed {default['seed']}) under the dataset's own protocol, past the "
         f"training horizon: {pr['n_past']} -> {pr['n_future']} frames, best of "
@@ -258,7 +255,7 @@ def protocol_block(protocol: dict, default: dict) -> str:
         f"(`{protocol['command']}`, run by `{COMMAND}`; {duration(protocol['wall_s'])} on "
         f"the same machine). Best sample: {scores_text(sm, 'bestofN')}; copy-last: "
         f"{scores_text(sm, 'copy_last')}; all-black: {scores_text(sm, 'black')} (mean ± 95% CI "
-        f"over videos). Its best sample clears both baselines {verdict[len(cleared)]} (its "
+        f"over videos). Its best sample clears both baselines {verdict} (its "
         "interval above both of theirs)."
     )
     return fill(text, WIDTH, break_on_hyphens=False) + "\n"
