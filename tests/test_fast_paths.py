@@ -1,6 +1,6 @@
 """Fast paths compute the same function as the default path: the decoder's split skip
-convolution, ``channels_last``, ``torch.compile``, and a sampling rollout with no host syncs
-(what CUDA-graph capture needs)."""
+convolution, the CPU image layer's kernel, ``channels_last``, ``torch.compile``, and a sampling
+rollout with no host syncs (what CUDA-graph capture needs)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from svg_lightning.models import backbones
 from svg_lightning.models.config import SVGConfig
 from svg_lightning.models.losses import svg_loss
 from svg_lightning.models.svg import SVG, skip_source
@@ -36,6 +37,39 @@ def test_split_skip_convolution_equals_concatenation(net):
     for stage, skip in zip(dec.stages, reversed(skips)):
         d = stage(torch.cat([dec.up(d), skip], 1))  # the spec's decoder, literally
     torch.testing.assert_close(dec(h, skips), torch.sigmoid(d), **TOL)
+
+
+@pytest.mark.parametrize("shape", [(64, 1, 4, 2, 1, 8), (64, 3, 4, 2, 1, 8), (16, 3, 3, 1, 1, 9)])
+def test_image_layer_kernel_is_the_same_function(shape, monkeypatch):
+    cin, cout, k, stride, pad, side = shape
+    torch.manual_seed(0)
+    layer = backbones.ConvTranspose2d(cin, cout, k, stride, pad)
+    x = torch.randn(5, cin, side, side, requires_grad=True)
+    assert backbones._im2col_is_faster(x, layer.weight, layer.groups)
+    calls = []
+    slow = torch.ops.aten.slow_conv_transpose2d
+    monkeypatch.setattr(
+        torch.ops.aten, "slow_conv_transpose2d", lambda *a: calls.append(1) or slow(*a)
+    )
+    y = layer(x)
+    assert calls, "the CPU image layer did not take the im2col kernel"
+    expected = torch.nn.functional.conv_transpose2d(x, layer.weight, layer.bias, stride, pad)
+    torch.testing.assert_close(y, expected, **TOL)
+    g = torch.randn_like(y)
+    got = torch.autograd.grad(y, (x, layer.weight, layer.bias), g)
+    want = torch.autograd.grad(expected, (x, layer.weight, layer.bias), g)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, **TOL)
+
+
+def test_image_layer_kernel_only_where_it_is_faster():
+    x, w = torch.randn(2, 64, 4, 4), torch.randn(64, 1, 4, 4)
+    assert backbones._im2col_is_faster(x, w, 1)
+    assert not backbones._im2col_is_faster(x, torch.randn(64, 16, 4, 4), 1)  # a wide layer
+    assert not backbones._im2col_is_faster(x.bfloat16(), w, 1)  # mixed dtypes: autocast's job
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not backbones._im2col_is_faster(x, w, 1)
+    assert not backbones._im2col_is_faster(x.to("meta"), w.to("meta"), 1)
 
 
 @pytest.mark.parametrize("skip", ["last", "reference", "previous"])

@@ -46,14 +46,42 @@ class SkipConv2d(_SkipInput, nn.Conv2d):
         return self._conv_forward(x, weight, bias)
 
 
-class SkipConvTranspose2d(_SkipInput, nn.ConvTranspose2d):
-    _in_dim = 0  # weight: (in, out, k, k)
+def _im2col_is_faster(x: torch.Tensor, weight: torch.Tensor, groups: int) -> bool:
+    """True for a CPU transposed convolution to an image's few channels (the decoder's output
+    layer), where oneDNN's kernel runs 2-4x slower than ATen's im2col + matmul path (forward and
+    backward of the 1- and 3-channel layers, measured in docs/performance.md), in float32 or
+    float64 without autocast. torch.compile and GPUs choose their own kernels."""
+    return (
+        x.device.type == "cpu"
+        and groups == 1
+        and weight.shape[1] <= 4
+        and x.dtype == weight.dtype
+        and not torch.is_autocast_enabled("cpu")
+        and not torch.compiler.is_compiling()
+    )
+
+
+class ConvTranspose2d(nn.ConvTranspose2d):
+    """``nn.ConvTranspose2d`` (same parameters and state dict) that routes the CPU image layer to
+    the faster kernel; same function (the kernels differ only in float rounding)."""
 
     def _conv(self, x, weight, bias):
+        if _im2col_is_faster(x, weight, self.groups):
+            return torch.ops.aten.slow_conv_transpose2d(
+                x, weight, self.kernel_size, bias, self.stride, self.padding,
+                self.output_padding, self.dilation,
+            )  # fmt: skip
         return F.conv_transpose2d(
             x, weight, bias, self.stride, self.padding, self.output_padding, self.groups,
             self.dilation,
         )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv(x, self.weight, self.bias)
+
+
+class SkipConvTranspose2d(_SkipInput, ConvTranspose2d):
+    _in_dim = 0  # weight: (in, out, k, k)
 
 
 BACKBONE_SIZES = {"dcgan32": 32, "dcgan64": 64, "dcgan128": 128, "vgg64": 64, "vgg128": 128}
@@ -176,7 +204,7 @@ def vgg(image_size: int, channels: int, g_dim: int) -> tuple[Encoder, Decoder]:
         stack(1024, 512, 512, 256, skip_input=True),
         stack(512, 256, 256, 128, skip_input=True),
         stack(256, 128, 64, skip_input=True),
-        nn.Sequential(vgg_block(128, 64, SkipConv2d), nn.ConvTranspose2d(64, channels, 3, 1, 1)),
+        nn.Sequential(vgg_block(128, 64, SkipConv2d), ConvTranspose2d(64, channels, 3, 1, 1)),
     ]
     if image_size == 128:
         enc.append(stack(512, 512, 512, 512))
