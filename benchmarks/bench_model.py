@@ -20,7 +20,7 @@ import time
 import torch
 import torch.nn.functional as F
 from reference_loop import reference_step
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 from svg_lightning.models.config import SVGConfig
 from svg_lightning.models.losses import svg_loss
@@ -33,8 +33,16 @@ def seconds(fn) -> float:
     return time.perf_counter() - start
 
 
+def _transposed_conv_flops(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+    return conv_flop_count(x_shape, w_shape, out_shape, transposed=True)
+
+
+# The CPU image layer's kernel (backbones.ConvTranspose2d), which the counter does not know.
+_EXTRA_FLOPS = {torch.ops.aten.slow_conv_transpose2d: _transposed_conv_flops}
+
+
 def flops(fn) -> int:
-    with FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False, custom_mapping=_EXTRA_FLOPS) as counter:
         fn()
     return counter.get_total_flops()
 
