@@ -46,6 +46,9 @@ class SkipConv2d(_SkipInput, nn.Conv2d):
         return self._conv_forward(x, weight, bias)
 
 
+_IMAGE_CHANNELS = 4  # at most: gray, RGB, RGBA
+
+
 def _im2col_is_faster(x: torch.Tensor, weight: torch.Tensor, groups: int) -> bool:
     """True for a CPU transposed convolution to an image's few channels (the decoder's output
     layer), where oneDNN's kernel runs 2-4x slower than ATen's im2col + matmul path (forward and
@@ -54,7 +57,7 @@ def _im2col_is_faster(x: torch.Tensor, weight: torch.Tensor, groups: int) -> boo
     return (
         x.device.type == "cpu"
         and groups == 1
-        and weight.shape[1] <= 4
+        and weight.shape[1] <= _IMAGE_CHANNELS
         and x.dtype == weight.dtype
         and not torch.is_autocast_enabled("cpu")
         and not torch.compiler.is_compiling()
