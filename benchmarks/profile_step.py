@@ -36,12 +36,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--warmup", type=int, default=3, help="steps before the profiled one")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--time-chunk", type=int, default=None, help="steps per call")
     args = parser.parse_args()
     *_, step = training_step(args.batch, args.channels_last, args.time_chunk)
 
-    step()  # warm-up (oneDNN primitive caches)
+    for _ in range(args.warmup):  # oneDNN primitive caches; the first steps of a process run slow
+        step()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         step()
     events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
