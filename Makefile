@@ -33,8 +33,8 @@ bench: dev  ## throughput figures, each with its baseline and ratio (docs/perfor
 	$(BIN)/python benchmarks/bench_eval.py
 	$(BIN)/python benchmarks/bench_data.py
 
-gpu-check: dev  ## on a GPU machine, < 8 min: training/eval throughput, peak memory -> gpu_check.json
-	PYTHON=$(BIN)/python benchmarks/gpu_check.sh --out gpu_check.json
+gpu-check:  ## on a GPU machine, < 8 min: training/eval throughput, peak memory -> gpu_check.json (.venv's python if there is one, else python3 with PyTorch; no install needed)
+	benchmarks/gpu_check.sh --out gpu_check.json
 
 lint: dev
 	$(BIN)/ruff format --check src tests benchmarks notebooks
