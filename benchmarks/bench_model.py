@@ -1,14 +1,15 @@
 """Training and sampling throughput of the paper-size SM-MNIST SVG-LP on this machine, against
 the reference algorithm and against the machine's attainable FLOP rate, all measured in one run.
 
-Training: batch 16, T = 15 (5 + 10), one Adam step per iteration, ``bn_stats=per_step``, with all
-T steps in one encoder/decoder call and with ``time_chunk`` steps per call; the baseline is
-``reference_loop.reference_step`` (the reference's frame-by-frame schedule, same weights). Our
-steps and the baseline alternate rep by rep and the medians are compared, so load from other jobs
-on the machine hits all alike. FLOPs are counted with torch.utils.flop_counter (matmuls and
-convolutions); the attainable FLOP/s is the faster of a large float32 matmul and a large
-convolution of the net's shape (oneDNN's convolutions can outrun the BLAS matmul), measured
-between reps. Sampling: 5 conditioning frames -> 10 generated, 16 videos x 4 samples in one call.
+Training: batch 16, T = 15 (5 + 10), one Adam step per iteration, ``bn_stats=per_step``, with all T
+steps in one encoder/decoder call and with ``time_chunk`` steps per call; the baseline is
+``reference_loop.reference_step`` (the reference's frame-by-frame schedule, same weights). Our steps
+and the baseline alternate rep by rep; the speed-up is the median of the per-rep ratios, with their
+range, so load from other jobs on the machine hits both sides of each ratio alike. FLOPs are counted
+with torch.utils.flop_counter (matmuls and convolutions); the attainable FLOP/s is the faster of a
+large float32 matmul and a large convolution of the net's shape (oneDNN's convolutions can outrun
+the BLAS matmul), measured between reps. Sampling: 5 conditioning frames -> 10 generated, 16 videos
+x 4 samples in one call.
 """
 
 from __future__ import annotations
@@ -65,15 +66,22 @@ def peak_rate() -> float:
     return max(matmul_rate(), conv_rate())
 
 
-def interleaved(fns: dict, reps: int) -> dict[str, float]:
-    """Median seconds of each function, called in turn rep after rep (after one warm-up each)."""
+def interleaved(fns: dict, reps: int) -> dict[str, list[float]]:
+    """Seconds of each function per rep, called in turn rep after rep (after one warm-up each)."""
     for fn in fns.values():
         fn()
     times = {k: [] for k in fns}
     for _ in range(reps):
         for k, fn in fns.items():
             times[k].append(seconds(fn))
-    return {k: statistics.median(v) for k, v in times.items()}
+    return times
+
+
+def paired_ratio(base: list[float], ours: list[float]) -> tuple[float, float, float]:
+    """Speed-up over ``base`` rep by rep (the two ran back to back, under the same load): the
+    median and the range over reps."""
+    ratios = [b / o for b, o in zip(base, ours)]
+    return statistics.median(ratios), min(ratios), max(ratios)
 
 
 def training_step(batch: int, channels_last: bool = False, time_chunk: int | None = None):
@@ -98,7 +106,7 @@ def training_step(batch: int, channels_last: bool = False, time_chunk: int | Non
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--time-chunk", type=int, default=5, help="steps per call, chunked step")
     parser.add_argument("--channels-last", action="store_true")
@@ -118,21 +126,26 @@ def main() -> None:
     steps = {"ours, one call": whole, chunked_name: chunked, "reference loop": reference}
     step_flops = {name: flops(fn) for name, fn in steps.items()}
     peaks = []
-    t = interleaved({**steps, "peak": lambda: peaks.append(peak_rate())}, args.reps)
+    reps = interleaved({**steps, "peak": lambda: peaks.append(peak_rate())}, args.reps)
+    t = {k: statistics.median(v) for k, v in reps.items()}
     peak = statistics.median(peaks)
     model.eval()
     f_sample = flops(sample)
-    t_sample = interleaved({"sample": sample}, args.reps)["sample"]
+    t_sample = statistics.median(interleaved({"sample": sample}, args.reps)["sample"])
 
     frames = args.batch * 15
     print(f"threads: {torch.get_num_threads()}, attainable float32 rate (faster of a 2048 matmul "
           f"and a conv): {peak / 1e9:.1f} GFLOP/s")  # fmt: skip
-    ref = t["reference loop"]
-    print(f"train step (B={args.batch}, T=15, per_step BN):")
+    print(f"train step (B={args.batch}, T=15, per_step BN), medians of {args.reps} reps; speed-up "
+          f"= median of the per-rep ratios (range over reps):")  # fmt: skip
     for name in steps:
         f, sec = step_flops[name], t[name]
-        print(f"  {name}: {sec * 1e3:.0f} ms = {frames / sec:.1f} frames/s, {ref / sec:.2f}x the "
-              f"reference loop; {f / 1e9:.1f} GFLOP, {f / sec / 1e9:.1f} GFLOP/s = "
+        speedup = ""
+        if name != "reference loop":
+            mid, lo, hi = paired_ratio(reps["reference loop"], reps[name])
+            speedup = f", {mid:.2f}x the reference loop ({lo:.2f}-{hi:.2f})"
+        print(f"  {name}: {sec * 1e3:.0f} ms = {frames / sec:.1f} frames/s{speedup}; "
+              f"{f / 1e9:.1f} GFLOP, {f / sec / 1e9:.1f} GFLOP/s = "
               f"{f / sec / peak:.0%} of the attainable rate")  # fmt: skip
     ratio = step_flops["reference loop"] / step_flops[chunked_name]
     print(f"FLOP ratio, reference loop / ours: {ratio:.2f}x")
