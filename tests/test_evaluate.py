@@ -2,6 +2,7 @@
 
 import importlib
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -10,9 +11,12 @@ import torchvision
 from svg_lightning.cli import compare_main
 from svg_lightning.errors import CheckpointError, ConfigError
 from svg_lightning.evaluate import evaluate
+from svg_lightning.evaluate.report import best_samples
 from svg_lightning.files import sha256
+from svg_lightning.metrics import ssim
 from svg_lightning.metrics.fvd import I3D, I3D_FILE
 from svg_lightning.metrics.perceptual import ALEXNET_FILE, MissingWeightsError, lpips_files
+from svg_lightning.module import EvalSettings
 from tests.helpers import compose_cfg, run_cli
 
 evaluate_mod = importlib.import_module("svg_lightning.evaluate")  # the module, not the function
@@ -61,6 +65,54 @@ def test_evaluation_writes_all_outputs(tmp_path, run_dir):
     assert lines[1].startswith("6,")  # first predicted frame after 5 conditioning frames
     assert set(paths) >= {"metrics", "curves_plot", "grid", "animation"}
     assert list((out / "csv").rglob("metrics.csv"))  # logged to the run's logger type too
+
+
+def test_the_sample_shown_as_best_is_the_one_scored(tmp_path, run_dir, monkeypatch):
+    """The grid's "best (SSIM)" column is drawn again with the evaluation's own noise: its
+    time-averaged SSIM over the same target frames is the best-of-N score the evaluation
+    recorded for that video."""
+    seen = {}
+    plain = evaluate_mod.report_run
+
+    def keep(out, model, result, settings, datamodule, *args, **kwargs):
+        seen.update(model=model, result=result, settings=settings, data=datamodule)
+        return plain(out, model, result, settings, datamodule, *args, **kwargs)
+
+    monkeypatch.setattr(evaluate_mod, "report_run", keep)
+    evaluate(eval_cfg(tmp_path, run_dir / "checkpoints" / "last.ckpt"))
+    result = seen["result"]
+    _, target, drawn, best = best_samples(seen["model"], seen["data"].test_set, seen["settings"], 3)
+    assert drawn.shape[:2] == (3, 3) and best.shape == target.shape
+    assert result.index[:3].tolist() == [0, 1, 2]
+    scored = result.per_video["ssim_bestofN"][:3].mean(-1)
+    torch.testing.assert_close(ssim(best, target).mean(-1), scored.float(), atol=1e-6, rtol=0)
+
+
+def test_best_samples_picks_by_mean_ssim_with_the_evaluation_noise():
+    """With samples that differ (the tiny trained model's nearly coincide): the best column is
+    each video's sample of highest mean SSIM, drawn with ``noise_for``'s noise."""
+    p, f = 2, 3
+    items = [{"frames": torch.rand(p + f, 1, 16, 16), "index": torch.tensor(i)} for i in range(2)]
+    amplitude = torch.tensor([[0.3, 0.01, 0.6], [0.02, 0.5, 0.2]])  # best: sample 1, sample 0
+
+    class Model:
+        device = torch.device("cpu")
+
+        def noise_for(self, index, settings):
+            assert index.tolist() == [0, 1]
+            return "the evaluation's noise"
+
+        def sample(self, cond, n_future, num_samples, chunk, noise):
+            assert noise == "the evaluation's noise" and n_future == f and num_samples == 3
+            target = torch.stack([it["frames"][p:] for it in items])[:, None]
+            wobble = torch.randn(2, 3, f, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+            return SimpleNamespace(frames=target + amplitude[:, :, None, None, None, None] * wobble)
+
+    settings = EvalSettings(p, f, 3)
+    cond, target, drawn, best = best_samples(Model(), items, settings, videos=2)
+    torch.testing.assert_close(cond, torch.stack([it["frames"][:p] for it in items]))
+    assert torch.equal(best, drawn[torch.arange(2), torch.tensor([1, 0])])
+    assert drawn.min() >= 0 and drawn.max() <= 1  # clamped to the image range, as scored
 
 
 def test_evaluation_is_reproducible(tmp_path, run_dir):

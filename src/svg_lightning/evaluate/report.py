@@ -134,12 +134,10 @@ def write_report(out: Path, metrics: dict, label: str) -> dict[str, Path]:
 
 
 @torch.no_grad()
-def save_samples(
-    out: Path, model: SVGModule, dataset, settings: EvalSettings, videos: int, samples: int
-) -> dict[str, Path]:
-    """For the first ``videos`` test videos: ground truth, the best sample (by SSIM) and the first
-    ``samples`` samples drawn, as a PNG grid and a GIF. Uses the evaluation's own noise, so the
-    best sample shown is the one that was scored."""
+def best_samples(model: SVGModule, dataset, settings: EvalSettings, videos: int):
+    """The first ``videos`` test videos: (conditioning frames, targets, every sample drawn with the
+    evaluation's own noise, each video's best sample by mean SSIM), so the best sample shown is
+    the one that was scored."""
     items = [dataset[i] for i in range(min(videos, len(dataset)))]
     x = torch.stack([it["frames"] for it in items]).to(model.device)
     index = torch.stack([it["index"] for it in items])
@@ -147,8 +145,18 @@ def save_samples(
     cond, target = x[:, :p], x[:, p : p + f]
     noise = model.noise_for(index, settings)
     drawn = model.sample(cond, f, settings.num_samples, settings.sample_chunk, noise).frames
-    best = ssim(drawn.clamp(0, 1), target[:, None].expand_as(drawn)).mean(-1).argmax(1)
-    shown = torch.cat([drawn[torch.arange(len(x)), best][:, None], drawn[:, :samples]], dim=1)
+    drawn = drawn.clamp(0, 1)
+    best = ssim(drawn, target[:, None].expand_as(drawn)).mean(-1).argmax(1)
+    return cond, target, drawn, drawn[torch.arange(len(x)), best]
+
+
+def save_samples(
+    out: Path, model: SVGModule, dataset, settings: EvalSettings, videos: int, samples: int
+) -> dict[str, Path]:
+    """For the first ``videos`` test videos: ground truth, the best sample (by SSIM) and the first
+    ``samples`` samples drawn, as a PNG grid and a GIF (see ``best_samples``)."""
+    cond, target, drawn, best = best_samples(model, dataset, settings, videos)
+    shown = torch.cat([best[:, None], drawn[:, :samples]], dim=1)
     return {
         "grid": save_sample_grid(
             out / "samples.png",

@@ -13,9 +13,8 @@ from scipy import stats
 
 from svg_lightning import runs
 from svg_lightning.checkpoint import load_model
-from svg_lightning.evaluate.report import BASELINES, plot_curves
+from svg_lightning.evaluate.report import BASELINES, best_samples, plot_curves
 from svg_lightning.files import write_json
-from svg_lightning.metrics import ssim
 from svg_lightning.module import EvalSettings
 from svg_lightning.reproduce.seeds import duration
 from svg_lightning.reproduce.study import LABELS, SCORES, summarize_study
@@ -56,25 +55,20 @@ def save_strips(path: Path, folders: dict[str, Path], dataset, protocol: dict, v
     """Per test video: the ground truth, then for each model its best sample (by SSIM, as
     scored: the evaluation's own noise) and its first sample; the deterministic model's one
     prediction."""
-    items = [dataset[i] for i in range(min(videos, len(dataset)))]
-    x = torch.stack([it["frames"] for it in items])
-    index = torch.stack([it["index"] for it in items])
     p, f = protocol["n_past"], protocol["n_future"]
-    cond, target = x[:, :p], x[:, p : p + f]
     settings = EvalSettings(p, f, protocol["num_samples"], seed=protocol["noise_seed"])
     rows, labels = [], []
     for folder in folders.values():
         net = load_model(runs.last_checkpoint(folder))
-        stochastic = net.svg.stochastic
-        s = settings.num_samples if stochastic else 1
-        drawn = net.sample(cond, f, s, noise=net.noise_for(index, settings)).frames.clamp(0, 1)
-        best = ssim(drawn, target[:, None].expand_as(drawn)).mean(-1).argmax(1)
-        rows.append(drawn[torch.arange(len(x)), best][:, None])
+        cond, target, drawn, best = best_samples(net, dataset, settings, videos)
+        rows.append(best[:, None])
         label = LABELS[net.hparams.variant]
-        labels.append(f"{label}, best of {s}" if stochastic else label)
-        if stochastic:
+        if net.svg.stochastic:
+            labels.append(f"{label}, best of {drawn.shape[1]}")
             rows.append(drawn[:, :1])
             labels.append(f"{label}, sample 1")
+        else:
+            labels.append(label)
     return save_sample_grid(path, cond, target, torch.cat(rows, dim=1), labels)
 
 
