@@ -204,9 +204,12 @@ def main(argv: list[str] | None = None) -> None:
     report = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__, "tiny": args.tiny, "channels_last": args.channels_last,
+        # PyTorch's defaults, as training with this package gets them: TF32 for convolutions,
+        # not for matmuls (precision "32" figures).
+        "tf32": {"matmul": torch.backends.cuda.matmul.allow_tf32,
+                 "cudnn": torch.backends.cudnn.allow_tf32},
         "train": [], "eval": [], "ddp": None, "skipped": [],
     }  # fmt: skip
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     # No float16 autocast worth timing on a CPU.
     precisions = [p for p in DTYPES if device.type == "cuda" or p != "16-mixed"]
 
