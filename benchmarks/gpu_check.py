@@ -18,9 +18,11 @@ import argparse
 import json
 import os
 import time
+from pathlib import Path
 
 import torch
 
+from svg_lightning.files import write_json
 from svg_lightning.metrics.frame import psnr, ssim
 from svg_lightning.models.config import SVGConfig
 from svg_lightning.models.losses import svg_loss
@@ -232,29 +234,21 @@ def main(argv: list[str] | None = None) -> None:
     for key, job in jobs:
         if time.perf_counter() - start > args.budget:
             report["skipped"].append(list(key))
-            continue
-        # One failed figure (out of memory, a compile error) must not cost the others.
-        try:
-            fig = job()
-        except Exception as err:
-            fig = {"figure": list(key), "error": f"{type(err).__name__}: {err}"[:2000]}
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-        if key[0] == "ddp":
-            report["ddp"] = fig
         else:
-            report[key[0]].append(fig)
-        print(json.dumps(fig), flush=True)
-        write(report, args.out)  # after every figure: a stopped run keeps what it measured
-    write(report, args.out)
+            # One failed figure (out of memory, a compile error) must not cost the others.
+            try:
+                fig = job()
+            except Exception as err:
+                fig = {"figure": list(key), "error": f"{type(err).__name__}: {err}"[:2000]}
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            if key[0] == "ddp":
+                report["ddp"] = fig
+            else:
+                report[key[0]].append(fig)
+            print(json.dumps(fig), flush=True)
+        write_json(Path(args.out), report, indent=1)  # each time: a stopped run keeps its figures
     print(f"wrote {args.out}")
-
-
-def write(report: dict, path: str) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as fh:
-        json.dump(report, fh, indent=1)
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":
