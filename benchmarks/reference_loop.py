@@ -3,11 +3,11 @@
 Written from the spec (docs of the reference algorithm, not its code): at every step t = 1..T-1
 the reference calls the encoder on x_{t-1} and again on x_t (so SVG-LP encodes 2(T-1) frames),
 steps the posterior, prior and frame predictor once, each a stack of ``nn.LSTMCell``, and decodes
-one frame. Every call sees the B frames of one time step, so each BatchNorm layer normalises with
-that step's statistics (spec Sec. 3, quirk 3). The loss is the paper's Eq. 3 as the reference
-sums it (``svg_loss``). The cells share their weights with our ``nn.LSTM`` layers, so both steps
-train the same parameters.
-"""
+one frame, concatenating the skips to the decoder's feature maps (``decode``). Every call sees
+the B frames of one time step, so each BatchNorm layer normalises with that step's statistics
+(spec Sec. 3, quirk 3). The loss is the paper's Eq. 3 as the reference sums it (``svg_loss``).
+The cells share their weights with our ``nn.LSTM`` layers, so both steps train the same
+parameters. tests/test_bn_stats.py checks that this step computes our training step's function."""
 
 from __future__ import annotations
 
@@ -47,6 +47,18 @@ class CellStack(nn.Module):
         return h, new
 
 
+def decode(model: SVG, g: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+    """The reference's decoder call: every stage convolves cat([feature, skip]) with its whole
+    weight. Our decoder computes the same function with the convolution split in two halves, the
+    skip half once per skip frame (``backbones._SkipInput``); the baseline keeps the reference's
+    form, one concatenation and one convolution per stage and call."""
+    dec = model.decoder
+    d = dec.uncode(g[:, :, None, None])
+    for stage, skip in zip(dec.stages, reversed(skips)):
+        d = stage(torch.cat([dec.up(d), skip], 1))
+    return torch.sigmoid(d)
+
+
 def reference_step(
     model: SVG, x: torch.Tensor, n_past: int, beta: float, eps: torch.Tensor | None = None
 ) -> LossTerms:
@@ -81,7 +93,7 @@ def reference_step(
                 p_mus.append(model.prior.mu(out))
                 p_logvars.append(model.prior.logvar(out))
         out, s_pred = pred(inp, s_pred)
-        preds.append(model.decoder(model.frame_predictor.output(out), skips))
+        preds.append(decode(model, model.frame_predictor.output(out), skips))
     stack = lambda xs: torch.stack(xs, 1) if xs else None
     return svg_loss(
         torch.stack(preds, 1), x[:, 1:], beta, stack(mus), stack(logvars), stack(p_mus),
@@ -126,6 +138,6 @@ def reference_generate(model: SVG, cond: torch.Tensor, n_future: int) -> torch.T
         if i < n_past:
             x_in = cond[:, i]
         else:
-            x_in = model.decoder(model.frame_predictor.output(out), skips)
+            x_in = decode(model, model.frame_predictor.output(out), skips)
             frames.append(x_in)
     return torch.stack(frames, 1)

@@ -2,8 +2,9 @@
 and decoder frame by frame, so every BatchNorm layer normalises with one time step's batch
 statistics and updates its running statistics once per call, in call order (SVG-LP encodes
 x_{t-1} then x_t at every step; SVG-FP, and the deterministic model, every frame once). The
-frame-by-frame loop below is written from that description with plain BatchNorm in train mode;
-the batched ``per_step`` pass must give the same loss, gradients and running statistics."""
+frame-by-frame loop written from that description, with plain BatchNorm in train mode, is the
+benchmarks' baseline (benchmarks/reference_loop.py); the batched ``per_step`` pass must give the
+same loss, gradients and running statistics."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from torch import nn
 from svg_lightning.models.config import SVGConfig
 from svg_lightning.models.losses import svg_loss
 from svg_lightning.models.svg import SVG, skip_source
+from tests.helpers.benchmarks import load
+
+REFERENCE_LOOP = load("reference_loop")
 
 BETA = 1e-2
 NETS = {
@@ -25,40 +29,10 @@ NETS = {
 
 
 def reference_step(m: SVG, x: torch.Tensor, n_past: int, eps: torch.Tensor) -> torch.Tensor:
-    """The reference's training loss, one frame at a time (z = mu + sigma * eps)."""
-    t = x.shape[1]
-    lp, stochastic = m.variant == "lp", m.stochastic
-    feats = {}  # frame -> (h, skips) of the latest encoder call on it
-    if not lp:
-        for f in range(t):
-            feats[f] = m.encoder(x[:, f])
-    post = prior = pred = None
-    preds, mus, logvars, prior_mus, prior_logvars = [], [], [], [], []
-    for i in range(1, t):
-        if lp:
-            feats[i - 1] = m.encoder(x[:, i - 1])
-            h_t = m.encoder(x[:, i])[0]
-        else:
-            h_t = feats[i][0]
-        h_prev = feats[i - 1][0][:, None]
-        skips = feats[skip_source(i, n_past, m.skip)][1]
-        inp = h_prev
-        if stochastic:
-            mu, logvar, post = m.posterior(h_t[:, None], post)
-            mus.append(mu)
-            logvars.append(logvar)
-            inp = torch.cat([h_prev, mu + torch.exp(0.5 * logvar) * eps[:, i - 1 : i]], -1)
-            if lp:
-                p_mu, p_logvar, prior = m.prior(h_prev, prior)
-                prior_mus.append(p_mu)
-                prior_logvars.append(p_logvar)
-        g, pred = m.frame_predictor(inp, pred)
-        preds.append(m.decoder(g[:, 0], skips))
-    cat = lambda xs: torch.cat(xs, 1) if xs else None
-    return svg_loss(
-        torch.stack(preds, 1), x[:, 1:], BETA, cat(mus), cat(logvars), cat(prior_mus),
-        cat(prior_logvars),
-    ).loss  # fmt: skip
+    """The reference's training loss, one frame at a time (z = mu + sigma * eps): the baseline
+    ``make bench`` times our step against, so these tests also show that it computes our
+    function."""
+    return REFERENCE_LOOP.reference_step(m, x, n_past, BETA, eps).loss
 
 
 def batched_step(m: SVG, x, n_past, eps, bn_stats, monkeypatch, time_chunk=None) -> torch.Tensor:

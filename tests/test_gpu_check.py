@@ -4,22 +4,18 @@ half-way) is checked here."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers.benchmarks import load
+
 DRY_RUN = ["--device", "cpu", "--tiny", "--no-compile"]
 
 
 @pytest.fixture(scope="module")
 def gpu_check():
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks/gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load("gpu_check")
 
 
 def run(gpu_check, tmp_path, *extra: str) -> dict:

@@ -4,6 +4,7 @@ import torch
 from svg_lightning.models import recurrent
 from svg_lightning.models.config import SVGConfig
 from svg_lightning.models.svg import SVG, skip_source
+from tests.helpers.benchmarks import load
 from tests.helpers.reference import SPEC_COUNTS, count
 
 
@@ -84,6 +85,19 @@ def test_whole_sequence_pass_equals_stepwise_reference(variant, monkeypatch):
     m = SVG(SVGConfig(variant=variant, **TINY_NET)).eval()
     x = torch.rand(3, 7, 1, 32, 32)
     torch.testing.assert_close(m(x, 3).x_hat, reference_loop(m, x, 3), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("skip", ["last", "reference", "previous"])
+def test_generation_baseline_is_our_sampler(skip):
+    """bench_eval's baseline (one video per call, frame by frame, every generated frame encoded
+    again) generates what ``SVG.sample`` does; the deterministic model draws no noise, so the two
+    must agree frame for frame."""
+    torch.manual_seed(0)
+    m = SVG(SVGConfig(variant="deterministic", skip=skip, **TINY_NET)).eval()
+    cond = torch.rand(3, 4, 1, 32, 32)
+    baseline = load("reference_loop").reference_generate(m, cond, 3)
+    ours = m.sample(cond, 3).frames[:, 0]
+    torch.testing.assert_close(ours, baseline, atol=1e-5, rtol=1e-4)
 
 
 def test_gaussian_lstm_state_carries_across_calls():
