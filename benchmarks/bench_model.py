@@ -2,7 +2,8 @@
 the reference algorithm and against the machine's attainable FLOP rate, all measured in one run.
 
 Training: batch 16, T = 15 (5 + 10), one Adam step per iteration, ``bn_stats=per_step``, with all T
-steps in one encoder/decoder call and with ``time_chunk`` steps per call; the baseline is
+steps in one encoder/decoder call and with ``time_chunk`` steps per call (by default the size
+``time_chunk=auto`` picks: 5 for this net on a CPU); the baseline is
 ``reference_loop.reference_step`` (the reference's frame-by-frame schedule, same weights). Our steps
 and the baseline alternate rep by rep; the speed-up is the median of the per-rep ratios, with their
 range, so load from other jobs on the machine hits both sides of each ratio alike. FLOPs are counted
@@ -108,12 +109,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--time-chunk", type=int, default=5, help="steps per call, chunked step")
+    parser.add_argument(
+        "--time-chunk", type=int, default=None, help="steps per call, chunked step (default: auto)"
+    )
     parser.add_argument("--channels-last", action="store_true")
     args = parser.parse_args()
     model, opt, x, whole = training_step(args.batch, args.channels_last)
-    chunked = training_step(args.batch, args.channels_last, args.time_chunk)[3]
-    chunked_name = f"ours, {args.time_chunk} steps per call"
+    chunk = args.time_chunk or model.auto_time_chunk(x)
+    chunked = training_step(args.batch, args.channels_last, chunk)[3]
+    chunked_name = f"ours, {chunk} steps per call" + ("" if args.time_chunk else " (auto)")
 
     def reference():
         opt.zero_grad(set_to_none=True)

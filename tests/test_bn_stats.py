@@ -182,3 +182,31 @@ def test_batch_statistics_generation_equals_the_reference(variant, skip):
         assert torch.equal(value, buffers[name]), name
     running = m.sample(cond, 4, 2, noise=noise).frames
     assert not torch.allclose(running, expected)  # running statistics: another function
+
+
+def test_auto_time_chunk_keeps_a_call_near_the_cpu_budget():
+    x = torch.empty(16, 15, 1, 64, 64)
+    paper = SVG(SVGConfig())  # SM-MNIST dcgan64: first stage 64 x 32 x 32, 4 MiB a step at B=16
+    assert paper.auto_time_chunk(x) == 5
+    assert paper.auto_time_chunk(torch.empty(100, 15, 1, 64, 64)) == 1
+    assert paper.auto_time_chunk(x.to("meta")) is None  # off the CPU: one call
+    bair = SVG(SVGConfig(backbone="vgg64", channels=3, z_dim=64))  # 64 x 64 x 64: 16 MiB a step
+    assert bair.auto_time_chunk(torch.empty(16, 12, 3, 64, 64)) == 1
+    small = SVG(SVGConfig(backbone="dcgan32", image_size=32, nf=16, g_dim=64, rnn_size=128))
+    assert small.auto_time_chunk(torch.empty(16, 15, 1, 32, 32)) is None  # fits: one call
+
+
+def test_auto_time_chunk_chunks_where_it_is_the_same_function(monkeypatch):
+    m, _, x, eps = setup("lp", "dcgan")  # first stage 8 x 16 x 16 float64: 6 KiB a step at B=3
+    monkeypatch.setattr("svg_lightning.models.svg.CPU_CALL_BYTES", 2 * 3 * 8 * 16 * 16 * 8)
+    calls = []
+    m.encoder.register_forward_hook(lambda mod, inp, out: calls.append(inp[0].shape[0]))
+    auto = batched_step(copy.deepcopy(m), x, 3, eps, "per_step", monkeypatch, "auto")
+    whole = batched_step(m, x, 3, eps, "per_step", monkeypatch, None)
+    assert calls == [6, 6, 3, 15]  # T = 5: steps (0, 1), (2, 3), (4), then the one call
+    torch.testing.assert_close(auto, whole, rtol=1e-12, atol=1e-12)
+    calls.clear()
+    batched_step(m, x, 3, eps, "joint", monkeypatch, "auto")  # would change the function
+    m.eval()
+    batched_step(m, x, 3, eps, "per_step", monkeypatch, "auto")  # running statistics
+    assert calls == [15, 6, 6, 3]

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from svg_lightning.errors import ConfigError
 from svg_lightning.models.batchnorm import BN_STATS
 from svg_lightning.models.config import SVGConfig
+from svg_lightning.models.svg import TIME_CHUNK_VALUES, is_time_chunk
 from svg_lightning.module import SVGModule
 
 PRECISIONS = ("32", "32-true", "16-mixed", "bf16-mixed", "64", "64-true", "16-true", "bf16-true")
@@ -139,11 +140,13 @@ def validate_config(cfg: DictConfig) -> None:
             "data.batch_size=1 with model.bn_stats=per_step: each time step is normalised over "
             "the batch's videos, which needs at least 2; use a larger batch"
         )
-    c.integer("model.time_chunk", m.get("time_chunk"), none_ok=True)
-    if m.get("time_chunk") is not None and m.get("bn_stats", BN_STATS[0]) != "per_step":
+    chunk = m.get("time_chunk", "auto")
+    if not is_time_chunk(chunk):
+        c.errors.append(f"model.time_chunk={chunk!r} must be {TIME_CHUNK_VALUES}")
+    elif chunk not in (None, "auto") and m.get("bn_stats", BN_STATS[0]) != "per_step":
         c.errors.append(
             "model.time_chunk with model.bn_stats=joint would normalise each chunk on its own "
-            "(another function); use model.bn_stats=per_step or model.time_chunk=null"
+            "(another function); use model.bn_stats=per_step or model.time_chunk=auto"
         )
 
     data_cls = get_class(cfg.data._target_)

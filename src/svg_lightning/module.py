@@ -27,7 +27,7 @@ from svg_lightning.metrics.perceptual import LPIPSAlex
 from svg_lightning.models.batchnorm import BN_STATS
 from svg_lightning.models.config import SVGConfig
 from svg_lightning.models.losses import svg_loss
-from svg_lightning.models.svg import SVG, Samples
+from svg_lightning.models.svg import SVG, TIME_CHUNK_VALUES, Samples, is_time_chunk
 
 # Bumped whenever a checkpoint written before can no longer be loaded by this code.
 CHECKPOINT_FORMAT = 1
@@ -66,7 +66,7 @@ class SVGModule(pl.LightningModule):
         val_num_samples: int = 10,
         sample_chunk: int | None = None,
         bn_stats: str = "per_step",
-        time_chunk: int | None = None,  # time steps per encoder/decoder call (see SVG.forward)
+        time_chunk: int | str | None = "auto",  # steps per encoder/decoder call (SVG.forward)
         compile: bool = False,  # torch.compile of every network (see SVG.fast_paths)
         channels_last: bool = False,  # NHWC convolutions (see SVG.fast_paths)
         **architecture,
@@ -74,6 +74,8 @@ class SVGModule(pl.LightningModule):
         super().__init__()
         if bn_stats not in BN_STATS:
             raise ValueError(f"model.bn_stats={bn_stats!r} is unknown; allowed: {list(BN_STATS)}")
+        if not is_time_chunk(time_chunk):
+            raise ValueError(f"model.time_chunk={time_chunk!r} must be {TIME_CHUNK_VALUES}")
         config = SVGConfig(**architecture)  # TypeError names an unknown field
         self.save_hyperparameters()
         self.hparams.update(config.as_dict())  # every field, defaults included: the checkpoint

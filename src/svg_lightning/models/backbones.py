@@ -134,6 +134,12 @@ class Encoder(nn.Module):
         # VGG skips are taken before pooling, so the pool opens the next stage.
         self.pool = nn.MaxPool2d(2) if pool_between else nn.Identity()
 
+    def widest_activation(self, height: int, width: int) -> int:
+        """Elements per frame of the largest feature map, the first stage's output: every later
+        stage quarters the pixels and at most doubles the channels."""
+        conv = next(m for m in self.stages[0].modules() if isinstance(m, nn.Conv2d))
+        return conv.out_channels * (height // conv.stride[0]) * (width // conv.stride[1])
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         skips = []
         for i, stage in enumerate(self.stages):

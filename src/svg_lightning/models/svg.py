@@ -21,6 +21,19 @@ from svg_lightning.models.batchnorm import BN_STATS, step_statistics
 from svg_lightning.models.config import SVGConfig
 from svg_lightning.models.recurrent import FramePredictor, GaussianLSTM, reparameterize
 
+# ``time_chunk="auto"`` on a CPU keeps a call's widest activation near this size. Paper SM-MNIST
+# net at batch 16: 2-5 steps per call (8-21 MB) were fastest and 7 (29 MB) slower; BAIR's VGG net:
+# 1-2 steps (16-32 MB), 4 slower; all T in one call 1.2-1.9x slower than the best (beyond the
+# caches; docs/performance.md).
+CPU_CALL_BYTES = 20 * 2**20
+TIME_CHUNK_VALUES = "auto, an integer >= 1 or null"
+
+
+def is_time_chunk(value) -> bool:
+    """Whether ``value`` is a ``time_chunk`` setting: ``TIME_CHUNK_VALUES``."""
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    return value is None or value == "auto" or (is_int and value >= 1)
+
 
 def skip_source(t: int, n_past: int, skip: str) -> int:
     """Index of the frame whose encoder features feed the decoder's skips when predicting frame t.
@@ -182,12 +195,23 @@ class SVG(nn.Module):
             return [f for t in range(1, seq_len) for f in (t - 1, t)]
         return list(range(seq_len))
 
+    def auto_time_chunk(self, x: torch.Tensor) -> int | None:
+        """Time steps per encoder/decoder call for x (B, T, C, H, W) under ``time_chunk="auto"``:
+        all T in one call off the CPU (a GPU wants large calls), on a CPU as many as keep the
+        widest activation of a call within ``CPU_CALL_BYTES``."""
+        if x.device.type != "cpu":
+            return None
+        b, t = x.shape[:2]
+        step_bytes = b * self.encoder.widest_activation(*x.shape[-2:]) * x.element_size()
+        steps = max(1, CPU_CALL_BYTES // step_bytes)
+        return steps if steps < t else None
+
     def forward(
         self,
         x: torch.Tensor,
         n_past: int,
         bn_stats: str = "per_step",
-        time_chunk: int | None = None,
+        time_chunk: int | str | None = "auto",
     ) -> TeacherForced:
         """Teacher-forced pass: every input frame is ground truth, so each LSTM runs once over the
         whole sequence and the encoder/decoder each run once over all frames, or over
@@ -196,10 +220,15 @@ class SVG(nn.Module):
         its own batch statistics and updates the running statistics as the reference's
         frame-by-frame calls would; ``joint`` uses the statistics of all B*T frames of the one
         call. Chunks compute the same function under ``per_step`` (statistics are per step
-        anyway) and keep a call's activations small enough for a CPU's caches."""
+        anyway) and keep a call's activations small enough for a CPU's caches; ``"auto"`` picks
+        their size (``auto_time_chunk``), or one call where chunks would change the function."""
         if bn_stats not in BN_STATS:
             raise ValueError(f"bn_stats={bn_stats!r} is unknown; allowed: {list(BN_STATS)}")
         per_step = bn_stats == "per_step" and self.training  # eval: running statistics
+        if not is_time_chunk(time_chunk):
+            raise ValueError(f"time_chunk={time_chunk!r} must be {TIME_CHUNK_VALUES}")
+        if time_chunk == "auto":  # chunks change the function only under joint training statistics
+            time_chunk = None if self.training and not per_step else self.auto_time_chunk(x)
         if time_chunk is not None and self.training and not per_step:
             raise ValueError("time_chunk needs bn_stats='per_step' in training: with 'joint' "
                              "statistics every chunk would be normalised on its own")  # fmt: skip
