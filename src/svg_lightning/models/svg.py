@@ -23,7 +23,7 @@ from svg_lightning.models.recurrent import FramePredictor, GaussianLSTM, reparam
 
 # ``time_chunk="auto"`` on a CPU keeps a call's widest activation near this size. Paper SM-MNIST
 # net at batch 16: 2-5 steps per call (8-21 MB) were fastest and 7 (29 MB) slower; BAIR's VGG net:
-# 1-2 steps (16-32 MB), 4 slower; all T in one call 1.2-1.9x slower than the best (beyond the
+# 1-2 steps (16-32 MB), 4 slower; all T in one call 1.2-2.1x slower than the best (beyond the
 # caches; docs/performance.md).
 CPU_CALL_BYTES = 20 * 2**20
 TIME_CHUNK_VALUES = "auto, an integer >= 1 or null"
