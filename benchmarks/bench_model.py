@@ -43,10 +43,15 @@ def _transposed_conv_flops(x_shape, w_shape, *args, out_shape=None, **kwargs) ->
 _EXTRA_FLOPS = {torch.ops.aten.slow_conv_transpose2d: _transposed_conv_flops}
 
 
-def flops(fn) -> int:
+def flop_counts(fn) -> dict[str, int]:
+    """FLOPs of one call of ``fn`` per op ("aten.convolution_backward", ...)."""
     with FlopCounterMode(display=False, custom_mapping=_EXTRA_FLOPS) as counter:
         fn()
-    return counter.get_total_flops()
+    return {str(op): n for op, n in counter.get_flop_counts()["Global"].items()}
+
+
+def flops(fn) -> int:
+    return sum(flop_counts(fn).values())
 
 
 def matmul_rate(n: int = 2048, reps: int = 5) -> float:

@@ -1,5 +1,7 @@
 """Where a training step's time goes: torch.profiler over one step of the paper's SM-MNIST
-SVG-LP (batch 16, T = 15, ``bn_stats=per_step``), self CPU time summed per op family.
+SVG-LP (batch 16, T = 15, ``bn_stats=per_step``), self CPU time summed per op family, with the
+FLOPs of each family (torch.utils.flop_counter, as ``bench_model`` counts them) and the rate they
+ran at, to set against the machine's attainable rate that ``bench_model`` prints.
 
     python benchmarks/profile_step.py [--channels-last] [--time-chunk 5] [--top 15]
 """
@@ -9,7 +11,7 @@ from __future__ import annotations
 import argparse
 from collections import defaultdict
 
-from bench_model import training_step
+from bench_model import flop_counts, training_step
 from torch.profiler import ProfilerActivity, profile
 
 # First match wins: op-name substrings -> family.
@@ -44,6 +46,9 @@ def main() -> None:
 
     for _ in range(args.warmup):  # oneDNN primitive caches; the first steps of a process run slow
         step()
+    fam_flops = defaultdict(int)
+    for op, n in flop_counts(step).items():
+        fam_flops[family(op)] += n
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         step()
     events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
@@ -52,9 +57,11 @@ def main() -> None:
     for e in events:
         fams[family(e.key)] += e.self_cpu_time_total
     print(f"one training step: {total / 1e3:.0f} ms of self CPU time")
-    print("| op family | ms | share |\n|---|---:|---:|")
+    print("| op family | ms | share | GFLOP | GFLOP/s |\n|---|---:|---:|---:|---:|")
     for fam, us in sorted(fams.items(), key=lambda kv: -kv[1]):
-        print(f"| {fam} | {us / 1e3:.0f} | {us / total:.1%} |")
+        gflop = fam_flops.get(fam, 0) / 1e9
+        counted = f"{gflop:.1f} | {gflop / us * 1e6:.0f}" if gflop else " | "
+        print(f"| {fam} | {us / 1e3:.0f} | {us / total:.1%} | {counted} |")
     print(f"\ntop {args.top} ops by self CPU time:")
     for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[: args.top]:
         print(f"  {e.key:<45} {e.count:>5} calls {e.self_cpu_time_total / 1e3:>8.1f} ms")
