@@ -70,6 +70,47 @@ def test_image_layer_kernel_only_where_it_is_faster():
     assert not backbones._im2col_is_faster(x.to("meta"), w.to("meta"), 1)
 
 
+@pytest.mark.parametrize("transposed", [False, True])
+def test_code_layers_are_the_matmul_they_compute(transposed, monkeypatch):
+    """The encoder's code layer (4x4 map -> code) and the decoder's first (code -> 4x4 map) run
+    as matmuls on the CPU: the convolution kernels are not called, and value and gradients equal
+    them in float64."""
+    torch.manual_seed(0)
+    if transposed:
+        layer, x = backbones.ConvTranspose2d(6, 5, 4, 1, 0), torch.randn(3, 6, 1, 1)
+        conv, name = torch.nn.functional.conv_transpose2d, "conv_transpose2d"
+    else:
+        layer, x = backbones.Conv2d(6, 5, 4, 1, 0), torch.randn(3, 6, 4, 4)
+        conv, name = torch.nn.functional.conv2d, "conv2d"
+    layer, x = layer.double(), x.double().requires_grad_()
+    expected = conv(x, layer.weight, layer.bias)
+    g = torch.randn_like(expected)
+    want = torch.autograd.grad(expected, (x, layer.weight, layer.bias), g)
+    monkeypatch.setattr(torch.nn.functional, name, lambda *a, **k: pytest.fail("conv kernel"))
+    y = layer(x)
+    torch.testing.assert_close(y, expected, rtol=1e-12, atol=1e-12)
+    for a, b in zip(torch.autograd.grad(y, (x, layer.weight, layer.bias), g), want):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_code_layers_keep_the_convolution_elsewhere(monkeypatch):
+    calls = []
+    for name in ("conv2d", "conv_transpose2d"):
+        real = getattr(torch.nn.functional, name)
+        monkeypatch.setattr(
+            torch.nn.functional, name, lambda *a, real=real, **k: calls.append(1) or real(*a, **k)
+        )
+    enc, dec = backbones.Conv2d(6, 5, 4, 1, 0), backbones.ConvTranspose2d(6, 5, 4, 1, 0)
+    enc(torch.randn(2, 6, 5, 5))  # the kernel does not cover the map
+    backbones.Conv2d(6, 5, 4, 1, 1)(torch.randn(2, 6, 4, 4))  # padded
+    dec(torch.randn(2, 6, 2, 2))  # more than one input pixel
+    backbones.ConvTranspose2d(6, 5, 4, 2, 0, output_padding=1)(torch.randn(2, 6, 1, 1))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast picks the kernel's dtype
+        enc(torch.randn(2, 6, 4, 4))
+        dec(torch.randn(2, 6, 1, 1))
+    assert len(calls) == 6
+
+
 @pytest.mark.parametrize("skip", ["last", "reference", "previous"])
 def test_training_pass_decodes_with_the_chosen_skip_frames(skip, monkeypatch):
     monkeypatch.setattr("svg_lightning.models.svg.reparameterize", lambda mu, logvar: mu)
