@@ -67,10 +67,19 @@ def _im2col_is_faster(x: torch.Tensor, weight: torch.Tensor, groups: int) -> boo
     return groups == 1 and weight.shape[1] <= _IMAGE_CHANNELS and _cpu_kernel_choice(x, weight)
 
 
-def _single_pixel(conv: nn.modules.conv._ConvNd) -> bool:
-    """A convolution whose kernel meets its input or output in one pixel, the code layers (4x4
-    map <-> g_dim code): unpadded, undilated, one group."""
-    return conv.padding == (0, 0) and conv.dilation == (1, 1) and conv.groups == 1
+def _is_a_matmul(conv: nn.modules.conv._ConvNd, x: torch.Tensor) -> bool:
+    """A CPU convolution whose kernel meets its input or output in one pixel (the code layers,
+    4x4 map <-> g_dim code): a kernel-sized input, or a 1x1 input to a transposed one; unpadded,
+    undilated, one group."""
+    pixels = (1, 1) if conv.transposed else conv.kernel_size
+    return (
+        x.shape[-2:] == pixels
+        and conv.padding == (0, 0)
+        and conv.output_padding == (0, 0)
+        and conv.dilation == (1, 1)
+        and conv.groups == 1
+        and _cpu_kernel_choice(x, conv.weight)
+    )
 
 
 class Conv2d(nn.Conv2d):
@@ -80,11 +89,7 @@ class Conv2d(nn.Conv2d):
     + backward, docs/performance.md). Same function, up to float rounding."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (
-            x.shape[-2:] == self.kernel_size
-            and _single_pixel(self)
-            and _cpu_kernel_choice(x, self.weight)
-        ):
+        if _is_a_matmul(self, x):
             return F.linear(x.flatten(1), self.weight.flatten(1), self.bias)[:, :, None, None]
         return super().forward(x)
 
@@ -97,16 +102,13 @@ class ConvTranspose2d(nn.ConvTranspose2d):
     rounding)."""
 
     def _conv(self, x, weight, bias):
-        one_pixel = x.shape[-2:] == (1, 1) and _single_pixel(self) and self.output_padding == (0, 0)
-        if one_pixel and _cpu_kernel_choice(x, weight):
-            flat = weight.flatten(1)  # (in, out * kH * kW): each input channel paints its kernel
-            out = (
-                x.flatten(1) @ flat
-                if bias is None
-                else torch.addmm(
-                    bias.repeat_interleave(flat.shape[1] // bias.shape[0]), x.flatten(1), flat
-                )
-            )
+        if _is_a_matmul(self, x):
+            # (in, out * kH * kW): each input channel paints its kernel, scaled
+            rows, flat = x.flatten(1), weight.flatten(1)
+            if bias is None:
+                out = rows @ flat
+            else:  # each output channel's bias over its kH * kW pixels
+                out = torch.addmm(bias.repeat_interleave(flat.shape[1] // len(bias)), rows, flat)
             return out.view(x.shape[0], *weight.shape[1:])
         if _im2col_is_faster(x, weight, self.groups):
             return torch.ops.aten.slow_conv_transpose2d(

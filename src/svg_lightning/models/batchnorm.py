@@ -58,7 +58,7 @@ class StepBatchNorm2d(nn.BatchNorm2d):
         weights = [0.0] * self.steps  # Python floats: one tensor op per layer, not one per call
         for i, step in enumerate(self.calls):
             weights[step] += m * (1 - m) ** (k - 1 - i)
-        weights = torch.tensor(weights, dtype=mean.dtype).to(mean.device)[:, None]
+        weights = torch.tensor(weights, dtype=mean.dtype, device=mean.device)[:, None]
         decay = (1 - m) ** k
         self.running_mean.mul_(decay).add_((weights * mean).sum(0))
         self.running_var.mul_(decay).add_((weights * var).sum(0))
