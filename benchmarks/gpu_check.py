@@ -25,7 +25,6 @@ import torch
 from svg_lightning.files import write_json
 from svg_lightning.metrics.frame import psnr, ssim
 from svg_lightning.models.config import SVGConfig
-from svg_lightning.models.losses import svg_loss
 from svg_lightning.models.svg import SVG
 
 NETS = {  # spec Sec. 2: (architecture, n_past, n_future)
@@ -60,11 +59,7 @@ def train_figures(name, precision, compile, args, device) -> dict:
 
     def step():
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            out = model(x, n_past, "per_step")
-        lat = out.latents
-        terms = svg_loss(
-            out.x_hat, x[:, 1:], 1e-4, lat.mu, lat.logvar, lat.prior_mu, lat.prior_logvar
-        )
+            terms = model(x, n_past, "per_step").loss(x, 1e-4)
         opt.zero_grad(set_to_none=True)
         scaler.scale(terms.loss).backward()
         scaler.step(opt)
@@ -107,10 +102,7 @@ def _ddp_worker(rank: int, world: int, args, port: int, queue) -> None:
     times = []
     for i in range(args.warmup + args.steps):
         start = time.perf_counter()
-        out = ddp(x, 5, "per_step")
-        lat = out.latents
-        loss = svg_loss(out.x_hat, x[:, 1:], 1e-4, lat.mu, lat.logvar, lat.prior_mu,
-                        lat.prior_logvar).loss  # fmt: skip
+        loss = ddp(x, 5, "per_step").loss(x, 1e-4).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

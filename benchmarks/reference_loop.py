@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from svg_lightning.models.losses import LossTerms, svg_loss
-from svg_lightning.models.svg import SVG, skip_source
+from svg_lightning.models.losses import LossTerms
+from svg_lightning.models.svg import SVG, Latents, TeacherForced, skip_source
 
 
 def cells(lstm: nn.LSTM) -> nn.ModuleList:
@@ -59,11 +59,11 @@ def decode(model: SVG, g: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tens
     return torch.sigmoid(d)
 
 
-def reference_step(
-    model: SVG, x: torch.Tensor, n_past: int, beta: float, eps: torch.Tensor | None = None
-) -> LossTerms:
-    """The training loss of x (B, T, C, H, W) computed as the reference does; ``eps``
-    (B, T-1, z) fixes the posterior's standard-normal draws."""
+def reference_pass(
+    model: SVG, x: torch.Tensor, n_past: int, eps: torch.Tensor | None = None
+) -> TeacherForced:
+    """The predictions and latent distributions of x (B, T, C, H, W) as the reference's training
+    step computes them; ``eps`` (B, T-1, z) fixes the posterior's standard-normal draws."""
     lp = model.variant == "lp"
     post = CellStack(model.posterior) if model.stochastic else None
     prior = CellStack(model.prior) if lp else None
@@ -94,11 +94,16 @@ def reference_step(
                 p_logvars.append(model.prior.logvar(out))
         out, s_pred = pred(inp, s_pred)
         preds.append(decode(model, model.frame_predictor.output(out), skips))
-    stack = lambda xs: torch.stack(xs, 1) if xs else None
-    return svg_loss(
-        torch.stack(preds, 1), x[:, 1:], beta, stack(mus), stack(logvars), stack(p_mus),
-        stack(p_logvars),
-    )  # fmt: skip
+    stack = lambda xs: torch.stack(xs, 1) if xs else None  # noqa: E731
+    latents = Latents(stack(mus), stack(logvars), stack(p_mus), stack(p_logvars))
+    return TeacherForced(torch.stack(preds, 1), latents)
+
+
+def reference_step(
+    model: SVG, x: torch.Tensor, n_past: int, beta: float, eps: torch.Tensor | None = None
+) -> LossTerms:
+    """The training loss of x (B, T, C, H, W) as the reference computes it (``reference_pass``)."""
+    return reference_pass(model, x, n_past, eps).loss(x, beta)
 
 
 @torch.no_grad()

@@ -15,7 +15,6 @@ import torch
 from torch import nn
 
 from svg_lightning.models.config import SVGConfig
-from svg_lightning.models.losses import svg_loss
 from svg_lightning.models.svg import SVG, skip_source
 from tests.helpers.benchmarks import load
 
@@ -40,11 +39,7 @@ def batched_step(m: SVG, x, n_past, eps, bn_stats, monkeypatch, time_chunk=None)
         "svg_lightning.models.svg.reparameterize",
         lambda mu, logvar: mu + torch.exp(0.5 * logvar) * eps,
     )
-    out = m(x, n_past, bn_stats, time_chunk)
-    lat = out.latents
-    return svg_loss(
-        out.x_hat, x[:, 1:], BETA, lat.mu, lat.logvar, lat.prior_mu, lat.prior_logvar
-    ).loss
+    return m(x, n_past, bn_stats, time_chunk).loss(x, BETA).loss
 
 
 def state(m: nn.Module) -> tuple[dict, dict]:

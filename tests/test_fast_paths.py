@@ -12,7 +12,6 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from svg_lightning.models import backbones
 from svg_lightning.models.config import SVGConfig
-from svg_lightning.models.losses import svg_loss
 from svg_lightning.models.svg import SVG, skip_source
 from tests.helpers.benchmarks import load
 
@@ -127,11 +126,7 @@ def test_training_pass_decodes_with_the_chosen_skip_frames(skip, monkeypatch):
 
 def train_pass(m: SVG, x: torch.Tensor) -> tuple[torch.Tensor, dict, dict]:
     torch.manual_seed(1)  # same reparameterisation noise
-    out = m(x, 3, "per_step")
-    lat = out.latents
-    loss = svg_loss(
-        out.x_hat, x[:, 1:], 1e-2, lat.mu, lat.logvar, lat.prior_mu, lat.prior_logvar
-    ).loss
+    loss = m(x, 3, "per_step").loss(x, 1e-2).loss
     m.zero_grad()
     loss.backward()
     grads = {k: p.grad.clone() for k, p in m.named_parameters()}

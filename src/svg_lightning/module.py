@@ -26,7 +26,6 @@ from svg_lightning.metrics.fvd import I3D
 from svg_lightning.metrics.perceptual import LPIPSAlex
 from svg_lightning.models.batchnorm import BN_STATS
 from svg_lightning.models.config import SVGConfig
-from svg_lightning.models.losses import svg_loss
 from svg_lightning.models.svg import SVG, TIME_CHUNK_VALUES, Samples, is_time_chunk
 
 # Bumped whenever a checkpoint written before can no longer be loaded by this code.
@@ -99,11 +98,7 @@ class SVGModule(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         hp = self.hparams
         x = batch["frames"][:, : hp.n_past + hp.n_future]
-        out = self.svg(x, hp.n_past, hp.bn_stats, hp.time_chunk)
-        lat = out.latents
-        terms = svg_loss(
-            out.x_hat, x[:, 1:], hp.beta, lat.mu, lat.logvar, lat.prior_mu, lat.prior_logvar
-        )
+        terms = self.svg(x, hp.n_past, hp.bn_stats, hp.time_chunk).loss(x, hp.beta)
         self.log("train/loss", terms.loss, prog_bar=True)
         self.log("train/mse", terms.mse)
         self.log("train/kl", terms.kl, prog_bar=self.svg.stochastic)

@@ -19,6 +19,7 @@ from torch import nn
 from svg_lightning.models.backbones import build_backbone
 from svg_lightning.models.batchnorm import BN_STATS, step_statistics
 from svg_lightning.models.config import SVGConfig
+from svg_lightning.models.losses import LossTerms, svg_loss
 from svg_lightning.models.recurrent import FramePredictor, GaussianLSTM, reparameterize
 
 # ``time_chunk="auto"`` on a CPU keeps a call's widest activation near this size. Paper SM-MNIST
@@ -97,6 +98,13 @@ class TeacherForced:
 
     x_hat: torch.Tensor  # (B, T-1, C, H, W): predictions of frames 1..T-1
     latents: Latents
+
+    def loss(self, x: torch.Tensor, beta: float) -> LossTerms:
+        """The training objective (``svg_loss``) of this pass over x (B, T, ...)."""
+        lat = self.latents
+        return svg_loss(
+            self.x_hat, x[:, 1:], beta, lat.mu, lat.logvar, lat.prior_mu, lat.prior_logvar
+        )
 
 
 @dataclass
