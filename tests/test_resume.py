@@ -162,9 +162,9 @@ def test_architecture_mismatch_lists_the_settings(tmp_path, tiny_cfg):
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_cfg, monkeypatch):
-    from svg_lightning import module
+    from svg_lightning.models import svg
 
-    real = module.svg_loss
+    real = svg.svg_loss  # what the training pass's loss (TeacherForced.loss) calls
 
     def poisoned(*args, **kwargs):
         terms = real(*args, **kwargs)
@@ -174,7 +174,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_cfg, m
         return terms
 
     poisoned.calls = 0
-    monkeypatch.setattr(module, "svg_loss", poisoned)
+    monkeypatch.setattr(svg, "svg_loss", poisoned)
     cfg = tiny_cfg(
         *NO_MEDIA, "trainer.max_steps=10", "callbacks.last_checkpoint.every_n_train_steps=2"
     )
