@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -92,33 +93,48 @@ def _ddp_worker(rank: int, world: int, args, port: int, queue) -> None:
     from torch.nn.parallel import DistributedDataParallel
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("nccl", rank=rank, world_size=world)
-    device = torch.device("cuda", rank)
-    torch.cuda.set_device(device)
-    model = build({}, args.tiny, device, False, args.channels_last)
+    cuda = args.device == "cuda"  # a CPU dry run uses gloo and one process per rank
+    dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world)
+    device = torch.device("cuda", rank) if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    arch, n_past, n_future = NETS["smmnist_lp"]
+    model = build(arch, args.tiny, device, False, args.channels_last)
+    cfg, t = model.config, n_past + n_future
     ddp = DistributedDataParallel(model)
     opt = torch.optim.Adam(ddp.parameters(), lr=2e-3)
-    x = torch.rand(args.batch, 15, 1, 64, 64, device=device)
-    times = []
+    x = torch.rand(args.batch, t, cfg.channels, cfg.image_size, cfg.image_size, device=device)
+    times, losses = [], []
     for i in range(args.warmup + args.steps):
         start = time.perf_counter()
-        loss = ddp(x, 5, "per_step").loss(x, 1e-4).loss
+        loss = ddp(x, n_past, "per_step").loss(x, 1e-4).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        torch.cuda.synchronize(device)
+        sync(device)
         if i >= args.warmup:
             times.append(time.perf_counter() - start)
+        losses.append(loss.detach())
     if rank == 0:
         s = sum(times) / len(times)
-        queue.put({"gpus": world, "step_ms": 1e3 * s, "frames_per_s": world * args.batch * 15 / s})
+        queue.put({
+            "processes": world, "step_ms": 1e3 * s, "frames_per_s": world * args.batch * t / s,
+            "loss_finite": bool(torch.isfinite(torch.stack(losses)).all()),
+        })  # fmt: skip
     dist.destroy_process_group()
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def ddp_figures(args) -> dict:
+    """The 32-bit smmnist_lp step under DDP, two processes (two GPUs, or gloo on a CPU)."""
     ctx = torch.multiprocessing.get_context("spawn")
     queue = ctx.SimpleQueue()
-    torch.multiprocessing.spawn(_ddp_worker, (2, args, 29517, queue), nprocs=2)
+    torch.multiprocessing.spawn(_ddp_worker, (2, args, free_port(), queue), nprocs=2)
     return queue.get()
 
 
@@ -173,7 +189,7 @@ def without_host_sync(model: SVG, cond, n_future: int, samples: int, noise, devi
             torch.cuda.set_sync_debug_mode("default")
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--tiny", action="store_true", help="tiny nets and batches (dry run)")
@@ -194,6 +210,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.tiny:
         args.steps, args.warmup, args.batch, args.videos, args.samples = 2, 1, 4, 2, 4
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     device = torch.device(args.device)
     report = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",

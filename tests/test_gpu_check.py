@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.helpers.benchmarks import load
+from tests.helpers.benchmarks import BENCHMARKS, load
 
 DRY_RUN = ["--device", "cpu", "--tiny", "--no-compile"]
 
@@ -74,3 +74,13 @@ def test_a_stopped_run_keeps_what_it_measured(gpu_check, tmp_path, monkeypatch):
         gpu_check.main([*DRY_RUN, "--out", str(out)])
     report = json.loads(out.read_text())
     assert len(report["train"]) == 4 and report["eval"] == []
+
+
+def test_ddp_figure_on_two_cpu_processes(tmp_path, monkeypatch):
+    """The DDP figure, which a GPU run reaches only with two GPUs, runs the same worker over gloo
+    on the CPU: two spawned processes train the tiny net and rank 0 reports."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # the spawned workers import it by name
+    import gpu_check
+
+    fig = gpu_check.ddp_figures(gpu_check.parse_args(DRY_RUN))
+    assert fig["processes"] == 2 and fig["loss_finite"] and fig["frames_per_s"] > 0
