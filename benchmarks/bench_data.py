@@ -45,7 +45,7 @@ from svg_lightning.data.sources.bair import prepare_bair
 from svg_lightning.data.sources.kth import CLASSES, prepare_kth
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the fixture writers in tests/
-from tests.helpers.fixtures import make_tar, write_kth_videos, write_raw  # noqa: E402
+from tests.helpers.fixtures import make_tar, write_kth_videos, write_raw
 
 ZIPPED = ("boxing", "handclapping", "handwaving")
 # Persons 1-20 train and 21-25 test; cycled so that both splits get videos of every class.

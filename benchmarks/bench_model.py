@@ -62,7 +62,7 @@ def matmul_rate(n: int = 2048, reps: int = 5) -> float:
 def conv_rate(reps: int = 5) -> float:
     """A 4x4 stride-2 convolution as in the net's middle stages, 256 frames of 128 x 16 x 16."""
     x, w = torch.randn(256, 128, 16, 16), torch.randn(256, 128, 4, 4)
-    conv = lambda: F.conv2d(x, w, stride=2, padding=1)  # noqa: E731
+    conv = lambda: F.conv2d(x, w, stride=2, padding=1)
     conv()
     return 2 * 256 * 256 * 128 * 16 * 8 * 8 * reps / seconds(lambda: [conv() for _ in range(reps)])
 
@@ -139,7 +139,7 @@ def main() -> None:
     default_name = list(steps)[-1]
 
     samples = 4
-    sample = lambda: model.sample(x[:, :5], n_future=10, num_samples=samples)  # noqa: E731
+    sample = lambda: model.sample(x[:, :5], n_future=10, num_samples=samples)
     model.train()
     steps["reference loop"] = reference_training_step(model, opt, x)
     step_flops = {name: flops(fn) for name, fn in steps.items()}

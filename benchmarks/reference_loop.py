@@ -94,7 +94,7 @@ def reference_pass(
                 p_logvars.append(model.prior.logvar(out))
         out, s_pred = pred(inp, s_pred)
         preds.append(decode(model, model.frame_predictor.output(out), skips))
-    stack = lambda xs: torch.stack(xs, 1) if xs else None  # noqa: E731
+    stack = lambda xs: torch.stack(xs, 1) if xs else None
     latents = Latents(stack(mus), stack(logvars), stack(p_mus), stack(p_logvars))
     return TeacherForced(torch.stack(preds, 1), latents)
 

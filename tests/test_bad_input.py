@@ -128,7 +128,7 @@ def test_sample_output_must_be_a_folder_and_stale_videos_go(tmp_path, trained_ru
     np.save(npy, np.random.default_rng(0).random((4, 32, 32), dtype=np.float32))
     taken = tmp_path / "taken.txt"
     taken.write_text("mine")
-    cfg = lambda out, n: compose_cfg(  # noqa: E731
+    cfg = lambda out, n: compose_cfg(
         tmp_path, f"ckpt_path={ckpt}", f"input={npy}", f"out={out}", f"num_samples={n}",
         "n_future=2", "device=cpu", config_name="sample",
     )  # fmt: skip

@@ -10,7 +10,7 @@ from pathlib import Path
 import nbclient
 import nbformat
 import pytest
-from jupyter_client.kernelspec import KernelSpecManager  # noqa: E402
+from jupyter_client.kernelspec import KernelSpecManager
 
 from tests.helpers import TINY
 

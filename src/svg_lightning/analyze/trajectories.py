@@ -123,7 +123,7 @@ def analyze_trajectories(cfg: DictConfig) -> dict:
 
     torch.manual_seed(cfg.seed)
     cond = frames[:, :n_past, None].to(model.device)
-    bar = lambda chunks, count: progress(chunks, "sampling futures", count)  # noqa: E731
+    bar = lambda chunks, count: progress(chunks, "sampling futures", count)
     drawn = model.sample(cond, n_future, cfg.num_samples, cfg.batch_size, wrap=bar).frames
     n, s = drawn.shape[:2]
     drawn = drawn.clamp(0, 1)[:, :, :, 0].flatten(0, 1).cpu()  # (N*S, F, H, W)

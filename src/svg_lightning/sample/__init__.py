@@ -213,7 +213,7 @@ def sample_futures(model, cond: torch.Tensor, st: dict, cfg: DictConfig) -> torc
     es = EvalSettings(**st, sample_chunk=cfg.sample_chunk, seed=cfg.seed)
     noise = model.noise_for(torch.tensor([0]), es)
     device = next(model.parameters()).device
-    bar = lambda chunks, count: progress(chunks, "sampling", count)  # noqa: E731
+    bar = lambda chunks, count: progress(chunks, "sampling", count)
     out = model.sample(
         cond[None].to(device), es.n_future, es.num_samples, es.sample_chunk, noise, bar
     )

@@ -179,7 +179,7 @@ def analysis_block(analyses: dict, default: dict) -> str:
     prior, traj = analyses["prior"], analyses["trajectories"]
     stats = prior["doc"]["statistics"]
     lags = list(stats["sigma"]["any"])
-    label = lambda lag: f"lag {int(lag):+d}" if int(lag) else "lag 0"  # noqa: E731
+    label = lambda lag: f"lag {int(lag):+d}" if int(lag) else "lag 0"
     best = max(lags, key=lambda lag: stats["sigma"]["any"][lag]["auroc"])
     rows = {
         "prior sigma, AUROC": ("sigma", "auroc"),
