@@ -131,11 +131,11 @@ def main() -> None:
     model, opt, x, whole = training_step(args.batch, args.channels_last)
     chunk = args.time_chunk or model.auto_time_chunk(x)
     auto = "" if args.time_chunk else " (auto)"
-    steps = {f"ours, one call{auto if chunk is None else ''}": whole}
-    if chunk is not None:  # auto may pick one call (a large batch): then there is no second step
-        steps[f"ours, {chunk} steps per call{auto}"] = training_step(
-            args.batch, args.channels_last, chunk
-        )[3]
+    if chunk is None:  # auto picked one call (a small batch): there is no second step to time
+        steps = {f"ours, one call{auto}": whole}
+    else:
+        chunked = training_step(args.batch, args.channels_last, chunk)[3]
+        steps = {"ours, one call": whole, f"ours, {chunk} steps per call{auto}": chunked}
     default_name = list(steps)[-1]
 
     samples = 4

@@ -79,7 +79,7 @@ def print_onednn(steps: dict, reps: int, top: int) -> None:
     """oneDNN's view of each step in ``steps`` (name -> function), called in turn ``reps`` times:
     medians of the wall time, of the time per primitive kind and per primitive shape."""
     med = statistics.median
-    walls = defaultdict(list)
+    walls, insides = defaultdict(list), defaultdict(list)
     kinds = {name: defaultdict(list) for name in steps}
     shapes = {name: defaultdict(list) for name in steps}
     for _ in range(reps):
@@ -92,8 +92,9 @@ def print_onednn(steps: dict, reps: int, top: int) -> None:
                 shapes[name][kind, shape, len(ms)].append(sum(ms))
             for kind, ms in per_kind.items():
                 kinds[name][kind].append(ms)
+            insides[name].append(sum(per_kind.values()))
     for name in steps:
-        inside = med([sum(k) for k in zip(*kinds[name].values())])
+        inside = med(insides[name])
         w = walls[name]
         print(
             f"\n{name}, oneDNN's own timer, medians of {reps} steps: {med(w):.0f} ms of wall time "
