@@ -1,11 +1,13 @@
 """`python -m svg_lightning.analyze`: tracker, continuation, statistics, both commands, CLI."""
 
+import csv
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from svg_lightning.analyze import analyze
 from svg_lightning.analyze.motion import continue_trajectory, track
@@ -13,6 +15,7 @@ from svg_lightning.analyze.stats import collision_statistics, lagged_labels
 from svg_lightning.data.digits import load_digits
 from svg_lightning.data.smmnist import LIMIT, render, simulate
 from svg_lightning.errors import ConfigError
+from svg_lightning.files import sha256
 from tests.helpers import compose_cfg, run_cli
 
 PRIOR = ["num_videos=4", "num_test_videos=4", "seq_len=12", "batch_size=4", "device=cpu"]
@@ -88,15 +91,16 @@ def test_spikes_at_lag_zero_are_detected_only_at_lag_zero(num_digits):
     col = _collisions(60, 30, num_digits)
     sigma = np.ones((60, 29))
     labels, _ = lagged_labels(col.any(-1, keepdims=True), 29, lag=0)
-    sigma[labels[..., 0]] = 3.0  # step s = k: predicting frame k+1, having seen frame k
+    sigma[labels[..., 0]] = 3.0  # the outputs predicting the frame after each collision
     stats = collision_statistics(sigma, col, lags=(-1, 0, 1), burn_in=2)
     at = stats["any"]
+    assert list(at) == ["-1", "0", "+1"]  # one spelling of lags everywhere (numbering.py)
     assert at["0"]["auroc"] == 1.0 and at["0"]["point_biserial"] == pytest.approx(1.0)
-    assert at["-1"]["auroc"] < 0.75 and at["1"]["auroc"] < 0.75
+    assert at["-1"]["auroc"] < 0.75 and at["+1"]["auroc"] < 0.75
     assert at["0"]["peak_within_1"] > at["0"]["peak_within_1_chance"]
     if num_digits == 2:
-        assert set(stats) == {"digit0", "digit1", "any"}
-        assert 0.5 < stats["digit0"]["0"]["auroc"] < 1.0  # spikes of the other digit too
+        assert set(stats) == {"digit1", "digit2", "any"}  # digits from 1, as on the plots
+        assert 0.5 < stats["digit1"]["0"]["auroc"] < 1.0  # spikes of the other digit too
     else:
         assert set(stats) == {"any"}
 
@@ -118,7 +122,8 @@ def test_ties_count_one_half():
 
 def test_prior_command_writes_outputs(tmp_path, run_dir):
     ckpt = run_dir / "checkpoints" / "last.ckpt"
-    paths = analyze(analyze_cfg(tmp_path, ckpt, "prior", *PRIOR, "logger=csv"))
+    # seed=43: the synchronised trajectory hits walls (at frames 7 and 10)
+    paths = analyze(analyze_cfg(tmp_path, ckpt, "prior", *PRIOR, "logger=csv", "seed=43"))
     out = tmp_path / "out"
     assert paths["plot"] == out / "prior_sigma.png" and paths["plot"].stat().st_size > 0
     doc = json.loads((out / "prior.json").read_text())
@@ -127,9 +132,30 @@ def test_prior_command_writes_outputs(tmp_path, run_dir):
     assert np.array(sync["sigma_per_z"]).shape == (11, 2)  # model.z_dim=2
     assert np.array(sync["positions"]).shape == (12, 1, 2)
     assert set(doc["statistics"]) == {"sigma", "kl"}
-    assert set(doc["statistics"]["sigma"]["any"]) == {"-1", "0", "1"}
-    assert "predicts frame s+1" in doc["protocol"]["alignment"]
-    assert list((out / "csv").rglob("metrics.csv"))
+    assert set(doc["statistics"]["sigma"]["any"]) == {"-1", "0", "+1"}
+    assert "frame k+1+L" in doc["protocol"]["alignment"]
+    # Frames from 1, as the note beside them says: the prior predicts frames 2..12 of 12, and
+    # the synchronised trajectory's collisions are frame numbers of its 12 frames.
+    assert "numbered from 1" in doc["protocol"]["frame_numbers"]
+    assert "0-based" not in json.dumps(doc["protocol"])
+    for part in ("synchronised", "test"):
+        assert doc[part]["predicted_frame"] == list(range(2, 13))
+    positions = np.array(sync["positions"])[:, 0]  # entry i is frame i + 1
+    (frames,) = sync["collision_frames"]
+    assert frames == [7, 10] and all({0, LIMIT} & set(positions[k - 1]) for k in frames)
+    # Logged at the checkpoint's step (3), lags spelt as in the file.
+    (metrics,) = (out / "csv").rglob("metrics.csv")
+    rows = list(csv.DictReader(metrics.open()))
+    keys = {k for row in rows for k, v in row.items() if v and k != "step"}
+    assert {f"analyze/sigma/any/lag{lag}/auroc" for lag in ("-1", "0", "+1")} <= keys
+    assert {int(row["step"]) for row in rows} == {3}
+    # The file and the logger's config record what decided the numbers.
+    assert (doc["protocol"]["step"], doc["protocol"]["checkpoint_sha256"]) == (3, sha256(ckpt))
+    (hparams,) = (out / "csv").rglob("hparams.yaml")
+    logged = yaml.safe_load(hparams.read_text())
+    assert logged["analyze"]["num_videos"] == doc["protocol"]["num_videos"]
+    assert logged["checkpoint"] == {"path": str(ckpt), "sha256": sha256(ckpt), "global_step": 3}
+    assert logged["model"]["variant"] == "lp" and logged["train_config"]["seed"] == 1234
 
 
 def test_trajectories_command_writes_outputs(tmp_path, run_dir):
@@ -142,6 +168,8 @@ def test_trajectories_command_writes_outputs(tmp_path, run_dir):
     assert doc["tracker_exact_fraction_ground_truth"] == 1.0
     assert len(doc["per_step"]["w1"]) == 5 and doc["summary"]["w1"] >= 0
     assert doc["protocol"]["num_videos"] * doc["protocol"]["num_samples"] == 6
+    assert doc["predicted_frame"] == [3, 4, 5, 6, 7]  # n_past=2: frames from 1 (numbering.py)
+    assert doc["trajectory"]["collision_frames"][0] in doc["predicted_frame"][:-1]
     assert sum(doc["true_displacement_counts"][0].values()) == 100
 
 

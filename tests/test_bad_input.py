@@ -138,7 +138,7 @@ def test_sample_output_must_be_a_folder_and_stale_videos_go(tmp_path, trained_ru
     out = tmp_path / "futures"
     sample(cfg(out, 3))
     sample(cfg(out, 1))
-    assert sorted(p.name for p in out.glob("*.mp4")) == ["sample_00.mp4"]
+    assert sorted(p.name for p in out.glob("*.mp4")) == ["sample_01.mp4"]
     assert np.load(out / "samples.npy").shape[0] == 1
 
 

@@ -10,7 +10,7 @@ import torchvision
 
 from svg_lightning.cli import compare_main
 from svg_lightning.errors import CheckpointError, ConfigError
-from svg_lightning.evaluate import evaluate
+from svg_lightning.evaluate import evaluate, report
 from svg_lightning.evaluate.report import best_samples
 from svg_lightning.files import sha256
 from svg_lightning.metrics import ssim
@@ -38,7 +38,8 @@ def test_evaluation_writes_all_outputs(tmp_path, run_dir):
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     _, paths = evaluate(eval_cfg(tmp_path, ckpt))
     out = tmp_path / "out"
-    for name in ("metrics.json", "curves.csv", "curves.png", "samples.png", "samples.gif"):
+    names = ("metrics.json", "curves.csv", "curves.png", "samples.png", "samples_animation.gif")
+    for name in names:
         assert (out / name).stat().st_size > 0, name
     m = json.loads((out / "metrics.json").read_text())
     pr = m["protocol"]
@@ -65,6 +66,30 @@ def test_evaluation_writes_all_outputs(tmp_path, run_dir):
     assert lines[1].startswith("6,")  # first predicted frame after 5 conditioning frames
     assert set(paths) >= {"metrics", "curves_plot", "grid", "animation"}
     assert list((out / "csv").rglob("metrics.csv"))  # logged to the run's logger type too
+
+
+def test_summary_is_logged_at_the_checkpoint_step_under_the_file_names(tmp_path, monkeypatch):
+    """test/* scores and media at one step (the scored checkpoint's), each medium under its file's
+    stem (numbering.py): test/samples is samples.png."""
+    logged = []
+
+    def scalars(loggers, values, step):
+        logged.extend((key, step) for key in values)
+
+    def media(loggers, key, path, step):
+        logged.append((key, path.name, step))
+
+    monkeypatch.setattr(report, "log_scalars", scalars)
+    monkeypatch.setattr(report, "log_media", media)
+    files = ("curves.png", "samples.png", "samples_animation.gif")
+    paths = dict(zip(("curves_plot", "grid", "animation"), (tmp_path / f for f in files)))
+    metrics = {"protocol": {"step": 20}, "summary": {"ssim_bestofN": {"mean": 0.5}}}
+    report.log_to_loggers([], metrics, paths, "test")  # the protocol's step: after training
+    report.log_to_loggers([], {**metrics, "protocol": {}}, paths, "test", step=7)
+    expected = [("test/ssim_bestofN",), ("test/curves", "curves.png"),
+                ("test/samples", "samples.png"),
+                ("test/samples_animation", "samples_animation.gif")]  # fmt: skip
+    assert logged == [(*entry, step) for step in (20, 7) for entry in expected]
 
 
 def test_the_sample_shown_as_best_is_the_one_scored(tmp_path, run_dir, monkeypatch):
@@ -221,9 +246,13 @@ def test_cli_reports_a_bad_checkpoint_without_traceback(tmp_path, run_dir):
 
 
 def test_missing_training_config_is_named(tmp_path, run_dir):
+    """A checkpoint of an older version carries no training config; copied away from its run
+    folder, the error says how to point at the config."""
     path = tmp_path / "lonely" / "checkpoints" / "last.ckpt"
     path.parent.mkdir(parents=True)
-    path.write_bytes((run_dir / "checkpoints" / "last.ckpt").read_bytes())
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    del state["svg_lightning"]["train_config"]
+    torch.save(state, path)
     with pytest.raises(Exception, match="train_config=PATH"):
         evaluate(eval_cfg(tmp_path, path))
 

@@ -16,15 +16,16 @@ ROOT = Path(svg_lightning.__file__).parent
 LAYERS = {
     "foundation": ("svg_lightning", "svg_lightning.errors", "svg_lightning.files",
                    "svg_lightning.runs", "svg_lightning.console", "svg_lightning.devices",
-                   "svg_lightning.viz"),
+                   "svg_lightning.viz", "svg_lightning.numbering"),
     "core": ("svg_lightning.models", "svg_lightning.metrics", "svg_lightning.data"),
     "lightning": ("svg_lightning.module", "svg_lightning.callbacks", "svg_lightning.loggers",
                   "svg_lightning.data.base", "svg_lightning.data.datamodules"),
-    "orchestration": ("svg_lightning.checkpoint", "svg_lightning.config", "svg_lightning.train",
+    "orchestration": ("svg_lightning.checkpoint", "svg_lightning.config", "svg_lightning.compose",
+                      "svg_lightning.train",
                       "svg_lightning.evaluate", "svg_lightning.sample", "svg_lightning.analyze",
                       "svg_lightning.data.prepare", "svg_lightning.convert",
-                      "svg_lightning.reproduce"),
-    "entry": ("svg_lightning.cli",),
+                      "svg_lightning.reproduce", "svg_lightning.sweep"),
+    "entry": ("svg_lightning.cli", "svg_lightning.help"),
 }  # fmt: skip
 ORDER = list(LAYERS)
 # Packages at the bottom that import nothing else of svg_lightning beyond what is listed.

@@ -109,6 +109,9 @@ def test_learned_prior_notebook(tmp_path, kernel):
     )
     text = "".join(stdout(c) for c in nb.cells if c.cell_type == "code")
     assert "sigma: (6, 19)" in text
-    assert "offset +1: sigma" in text  # the event-triggered average ran (videos have collisions)
-    assert "lag +0: AUROC" in text and "lag -1: AUROC" in text  # the analysis statistics ran
+    # The event-triggered average ran (videos have collisions) and the analysis statistics too,
+    # both numbering lags as `analyze prior` does (numbering.py): the expected peak is lag 0.
+    assert "lag 0: sigma" in text and "lag +1: sigma" in text
+    assert "lag 0: AUROC" in text and "lag -1: AUROC" in text and "lag +1: AUROC" in text
+    assert "offset" not in text
     assert pngs(nb) >= 2  # per-video sigma curves and the event-triggered average

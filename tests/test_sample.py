@@ -68,7 +68,8 @@ def check_outputs(out: Path, s: int, p: int = P, t: int = T, fps: int = 8) -> np
     )
     assert gif.size[0] == s * gif.size[1] and gif.size[1] > SIZE  # square panels side by side
     mp4s = sorted(out.glob("sample_*.mp4"))
-    assert [m.name for m in mp4s] == [f"sample_{i:02d}.mp4" for i in range(s)]
+    # Numbered from 1 as the grids' "sample 1" (numbering.py); sample_01.mp4 is samples.npy[0].
+    assert [m.name for m in mp4s] == [f"sample_{i:02d}.mp4" for i in range(1, s + 1)]
     for m in mp4s:
         frames = decoded_frames(m)
         assert len(frames) == p + t and frames[0].shape == (128, 128, 3)
@@ -87,6 +88,7 @@ def test_samples_a_user_mp4(tmp_path, ckpt, capsys):
     cx, cy = (w.sum(0) * np.arange(SIZE)).sum(), (w.sum(1) * np.arange(SIZE)).sum()
     assert cx == pytest.approx(11.5, abs=1) and cy == pytest.approx(11.5, abs=1)
     assert str(out) in capsys.readouterr().out and paths["gif"] == out / "samples.gif"
+    assert paths["mp4_01"] == out / "sample_01.mp4"
 
 
 def test_samples_npy_layouts_and_is_reproducible(tmp_path, ckpt):

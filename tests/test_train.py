@@ -1,5 +1,6 @@
 """Training end to end on tiny configs: in process, under DDP, and through the real CLI."""
 
+import csv
 import json
 import logging
 from pathlib import Path
@@ -13,9 +14,18 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 
 from svg_lightning import loggers
 from svg_lightning.config import config_dir
-from svg_lightning.loggers import command_job_type, instantiate_loggers, wandb_server
+from svg_lightning.loggers import (
+    command_job_type,
+    instantiate_loggers,
+    name_wandb_run,
+    run_tags,
+    swept_keys,
+    swept_values,
+    wandb_names,
+    wandb_server,
+)
 from svg_lightning.module import SVGModule
-from svg_lightning.train import name_wandb_run, print_config, train, wandb_names
+from svg_lightning.train import print_config, train
 from tests.helpers import TINY, compose_cfg, run_cli
 
 
@@ -46,8 +56,12 @@ def test_fit_writes_checkpoint_summary_and_samples(tiny_cfg, capsys):
     for key in ("ssim_bestofN", "psnr_bestofN", "ssim_meanofN", "ssim_copy_last", "psnr_black"):
         assert len(metrics["curves"][key]["mean"]) == 3
     assert metrics["summary"]["ssim_bestofN"]["mean"] >= metrics["summary"]["ssim_worstofN"]["mean"]
-    for name in ("samples.png", "samples.gif", "curves.png", "curves.csv"):
+    for name in ("samples.png", "samples_animation.gif", "curves.png", "curves.csv"):
         assert (out / name).stat().st_size > 0
+    # The held-out summary scores the trained weights: logged at the last step (numbering.py).
+    (csv_file,) = (out / "csv").rglob("metrics.csv")
+    rows = list(csv.DictReader(csv_file.open()))
+    assert {int(r["step"]) for r in rows if r.get("test/ssim_bestofN")} == {2}
     ckpt = out / "checkpoints" / "last.ckpt"
     state = torch.load(ckpt, weights_only=True, map_location="cpu")  # plain hyper-parameters
     assert state["hyper_parameters"]["variant"] == "lp" and state["global_step"] == 2
@@ -121,13 +135,36 @@ def test_self_hosted_wandb_is_probed_at_its_host(tmp_path, monkeypatch):
     assert loggers._has_api_key()  # the public key again
 
 
-def test_wandb_names():
-    assert wandb_names("quickstart") == ("quickstart", "quickstart")
-    assert wandb_names("smmnist_lp", "model.beta=0.001") == (
-        "smmnist_lp[model.beta=0.001]", "smmnist_lp"
-    )  # fmt: skip
-    name, group = wandb_names("quickstart", "model.beta=0.001", sweep="2024-05-01_10-00-00")
-    assert group == "quickstart-sweep-2024-05-01_10-00-00"
+def test_wandb_names_show_only_the_swept_values(tmp_path):
+    assert wandb_names("quickstart", {}) == ("quickstart", "quickstart")
+    # The multirun.yaml Hydra writes first holds the command line with its sweeps.
+    (tmp_path / "multirun.yaml").write_text(
+        "hydra:\n  overrides:\n    task:\n    - model.beta=1e-4,1e-5\n    - data.beta=1,2\n"
+        "    - trainer.accelerator=cpu\n    - summary.num_samples=2\n"
+    )
+    swept = swept_keys(tmp_path)
+    assert swept == {"model.beta", "data.beta"}
+    job = ["model.beta=1e-05", "data.beta=2", "trainer.accelerator=cpu", "summary.num_samples=2"]
+    values = swept_values(job, swept)
+    assert values == {"model.beta": "1e-05", "data.beta": "2"}  # two "beta": full keys
+    name, group = wandb_names("smmnist_lp", values, sweep="2024-05-01_10-00-00")
+    assert name == "smmnist_lp[model.beta=1e-05,data.beta=2]"
+    assert group == "smmnist_lp-sweep-2024-05-01_10-00-00"
+    assert swept_values(["model.lr=0.01", "seed=3"], {"model.lr"}) == {"lr": "0.01"}
+    # An optuna search sweeps the keys of its params.
+    (tmp_path / "multirun.yaml").write_text(
+        "hydra:\n  overrides:\n    task:\n    - hparams_search=smmnist_beta\n"
+        "  sweeper:\n    params:\n      model.beta: interval(1e-5, 1e-3)\n"
+    )
+    assert swept_keys(tmp_path) == {"model.beta"}
+
+
+def test_tags_follow_the_resolved_config_not_the_preset(tmp_path):
+    assert run_tags(compose_cfg(tmp_path)) == ["smmnist", "lp", "quickstart"]
+    assert run_tags(compose_cfg(tmp_path, "model=svg_fp")) == ["smmnist", "fp", "quickstart"]
+    assert run_tags(compose_cfg(tmp_path, "+experiment=kth_det", "tags=[mine]")) == [
+        "kth", "deterministic", "mine"
+    ]  # fmt: skip
 
 
 def test_wandb_job_types(tmp_path):
@@ -199,7 +236,7 @@ def test_cli_trains_and_prints_where_outputs_are(tmp_path):
         "config.yaml",
         "metrics.json",
         "samples.png",
-        "samples.gif",
+        "samples_animation.gif",
         "checkpoints/last.ckpt",
     ):
         assert (run / name).exists(), name
@@ -231,10 +268,10 @@ def test_multirun_gives_each_job_its_folder_and_wandb_run(tmp_path):
     assert [c["model"]["beta"] for c in configs] == [1e-3, 1e-4]
     run_ids = {next((j / "wandb").glob("offline-run-*")).name for j in jobs}
     assert len(run_ids) == 2
-    # W&B: runs named by the values they override, grouped by sweep
+    # W&B: runs named by the task and the swept value only (not the 20 TINY overrides),
+    # grouped by sweep
     names = [c["logger"]["wandb"]["name"] for c in configs]
-    assert "model.beta=0.001" in names[0] and "model.beta=0.0001" in names[1]
-    assert all(n.startswith("quickstart[") for n in names)
+    assert names == ["quickstart[beta=0.001]", "quickstart[beta=0.0001]"]
     assert {c["logger"]["wandb"]["group"] for c in configs} == {f"quickstart-sweep-{sweep.name}"}
     assert {c["logger"]["wandb"]["job_type"] for c in configs} == {"train"}
 

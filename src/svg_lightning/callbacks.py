@@ -1,7 +1,9 @@
 """Callbacks that let people watch a run: sample videos at each validation, training curves.
 
 Media go to the run folder (``<run>/media/``) whatever the logger, and to the logger where it can
-take them (W&B: videos and images, online or offline; TensorBoard: images).
+take them (W&B: videos and images, online or offline; TensorBoard: images). A file and its logger
+key share a name and a step (``numbering``): ``media/samples_step0000010.gif`` is ``media/samples``
+at step 10.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from svg_lightning import runs
 from svg_lightning.errors import NonFiniteLossError
 from svg_lightning.loggers import log_media
 from svg_lightning.models.losses import kl_per_video_step
+from svg_lightning.module import META_KEY
+from svg_lightning.numbering import media_file
 from svg_lightning.viz import save_sample_gif, save_sample_grid
 
 
@@ -46,7 +50,11 @@ class VideoSamples(pl.Callback):
         start = time.perf_counter()
         self._write(trainer, pl_module)
         self.seconds += time.perf_counter() - start
-        pl_module.log("media/seconds", self.seconds, rank_zero_only=True)
+        # To the loggers at the step the media are named with (numbering.py): Lightning would
+        # log a value logged here one step lower, at the step of the last training batch.
+        pl_module.log("media/seconds", self.seconds, rank_zero_only=True, logger=False)
+        for logger in trainer.loggers:
+            logger.log_metrics({"media/seconds": self.seconds}, step=trainer.global_step)
 
     @torch.no_grad()
     def _write(self, trainer: pl.Trainer, pl_module) -> None:
@@ -61,7 +69,9 @@ class VideoSamples(pl.Callback):
         loggers = trainer.loggers
         noise = pl_module.noise_for(index, replace(settings, num_samples=self.num_samples))
         samples = pl_module.sample(x[:, :p], f, self.num_samples, noise=noise).frames
-        gif = save_sample_gif(out / f"samples_step{step:07d}.gif", x[:, :p], x[:, p:], samples)
+        gif = save_sample_gif(
+            out / media_file("samples", step, ".gif"), x[:, :p], x[:, p:], samples
+        )
         log_media(loggers, "media/samples", gif, step)
 
         # Own RNG stream: media never shift the training noise (resumed runs stay exact).
@@ -69,11 +79,13 @@ class VideoSamples(pl.Callback):
         with pl_module.eval_mode(), torch.random.fork_rng(devices=devices):
             torch.manual_seed(0)
             tf = pl_module.svg(x, p)
-        recon = save_sample_grid(out / f"posterior_step{step:07d}.png", x[:, :1], x[:, 1:],
-                                 tf.x_hat[:, None])  # fmt: skip
+        recon = save_sample_grid(out / media_file("posterior_reconstruction", step, ".png"),
+                                 x[:, :1], x[:, 1:], tf.x_hat[:, None])  # fmt: skip
         log_media(loggers, "media/posterior_reconstruction", recon, step)
         if tf.latents.mu is not None:
-            plot = self._plot_latents(out / f"latents_step{step:07d}.png", tf.latents, p, step)
+            plot = self._plot_latents(
+                out / media_file("kl_and_prior_sigma", step, ".png"), tf.latents, p, step
+            )
             log_media(loggers, "media/kl_and_prior_sigma", plot, step)
 
     @staticmethod
@@ -84,7 +96,8 @@ class VideoSamples(pl.Callback):
             .mean(0)
             .cpu()
         )
-        frames = np.arange(2, kl.numel() + 2)  # step t predicts frame t+1 (1-based)
+        # The same numbers as the train/kl_frame/NN keys: the first step predicts frame 2.
+        frames = np.arange(2, kl.numel() + 2)
         fig = Figure(figsize=(10 if lp else 5, 3.2))
         axes = fig.subplots(1, 2 if lp else 1, squeeze=False)
         axes[0, 0].bar(frames, kl.numpy(), color="tab:blue")
@@ -108,27 +121,36 @@ class VideoSamples(pl.Callback):
 
 class TrainingCurves(pl.Callback):
     """Records logged scalars (train every ``log_every_n_steps``, val at each validation) and
-    plots them at the end of fit as ``<run>/training_curves.png``. The history is kept in the
-    checkpoint, so a resumed run plots its whole history."""
+    plots them at the end of fit as ``<run>/training_curves.png``, at the steps the loggers have
+    them (numbering.py). The history is kept in the checkpoint, so a resumed run plots its whole
+    history."""
 
     KEYS = ("train/loss", "train/mse", "train/kl", "val/ssim_bestofN", "val/psnr_bestofN")
 
     def __init__(self):
         self.history: dict[str, list[tuple[int, float]]] = {k: [] for k in self.KEYS}
+        self._batch_step = 0
 
-    def _record(self, trainer: pl.Trainer, prefix: str) -> None:
+    def _record(self, trainer: pl.Trainer, prefix: str, step: int) -> None:
         for key in self.KEYS:
             value = trainer.callback_metrics.get(key)
             if key.startswith(prefix) and value is not None:
-                self.history[key].append((trainer.global_step, float(value)))
+                self.history[key].append((step, float(value)))
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        # The batch's losses are measured with the weights as they are before its own update.
+        self._batch_step = trainer.global_step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step % max(trainer.log_every_n_steps, 1) == 0:
-            self._record(trainer, "train/")
+        # The batches Lightning sends to the loggers: every log_every_n_steps-th, and the last
+        # one when something stops training.
+        every = max(trainer.log_every_n_steps, 1)
+        if (self._batch_step + 1) % every == 0 or trainer.should_stop:
+            self._record(trainer, "train/", self._batch_step)
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if not trainer.sanity_checking:
-            self._record(trainer, "val/")
+            self._record(trainer, "val/", trainer.global_step)
 
     def on_fit_end(self, trainer, pl_module) -> None:
         if trainer.is_global_zero and any(self.history.values()):
@@ -161,6 +183,41 @@ def plot_history(history: dict[str, list[tuple[int, float]]], path: Path) -> Pat
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     return path
+
+
+class LastCheckpoint(pl.Callback):
+    """``checkpoints/last.ckpt``, one file overwritten in place (atomically, by the trainer's
+    checkpoint writer): every ``every_n_train_steps`` optimizer steps, and when training ends
+    whatever the interval. Full (optimizer and loop state), so training goes on from it. Saved
+    where training ran: under ddp_spawn (trainer=ddp_sim) the worker processes hold the step."""
+
+    def __init__(self, every_n_train_steps: int | None = None):
+        self.every = every_n_train_steps
+        self.saved_step = -1
+
+    def _save(self, trainer: pl.Trainer) -> None:
+        if trainer.fast_dev_run or trainer.global_step == self.saved_step:
+            return
+        trainer.save_checkpoint(runs.last_checkpoint(trainer.default_root_dir), weights_only=False)
+        self.saved_step = trainer.global_step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.every and trainer.global_step % self.every == 0:
+            self._save(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module) -> None:
+        self._save(trainer)
+
+
+class RecordTrainingConfig(pl.Callback):
+    """Every checkpoint carries the resolved config it was trained with, so a checkpoint copied
+    away from its run folder still evaluates, samples and resumes (``runs.training_config``)."""
+
+    def __init__(self, config: dict):
+        self.config = config  # plain values: checkpoints load with weights_only=True
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        checkpoint.setdefault(META_KEY, {})["train_config"] = self.config
 
 
 class SaveOnSigterm(pl.Callback):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import zipfile
 from pathlib import Path
@@ -15,18 +17,23 @@ from svg_lightning.files import atomic_path
 from svg_lightning.models.config import SVGConfig
 from svg_lightning.module import CHECKPOINT_FORMAT, META_KEY, SVGModule
 
+SHA256 = "sha256_of_loaded_bytes"  # added by read_checkpoint; never stored in a file
+
 
 def read_checkpoint(path: str | Path) -> dict:
     """The checkpoint dict, loaded with ``weights_only=True``; CheckpointError when it is
-    missing, unreadable (truncated, corrupt) or not written by a compatible svg_lightning."""
+    missing, unreadable (truncated, corrupt) or not written by a compatible svg_lightning.
+    ``ckpt[SHA256]`` is the checksum of the very bytes loaded (the file may be replaced while
+    a command runs, e.g. last.ckpt by a training still going)."""
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"checkpoint {path} is a directory, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
-    check_zip_crcs(path)
+    data = path.read_bytes()
+    check_zip_crcs(io.BytesIO(data), path)
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for damaged zip/pickle data
         # torch's own text may advise weights_only=False: never pass that on for a user's file.
         detail = "" if "weights_only" in str(err) else f": {str(err).splitlines()[0][:200]}"
@@ -46,16 +53,28 @@ def read_checkpoint(path: str | Path) -> dict:
             f"format {meta.get('format')}); this is svg_lightning {svg_lightning.__version__} "
             f"(format {CHECKPOINT_FORMAT}). Evaluate it with the version that wrote it."
         )
+    ckpt[SHA256] = hashlib.sha256(data).hexdigest()
     return ckpt
 
 
-def check_zip_crcs(path: Path) -> None:
+def stored_config(ckpt: dict) -> dict | None:
+    """The training config a checkpoint carries (training and the converter store it), if any."""
+    config = ckpt[META_KEY].get("train_config")
+    return config if isinstance(config, dict) else None
+
+
+def describe(path: str | Path, ckpt: dict) -> dict:
+    """What an output cites of the checkpoint it came from: path, checksum, training step."""
+    return {"path": str(path), "sha256": ckpt[SHA256], "global_step": ckpt.get("global_step")}
+
+
+def check_zip_crcs(data: io.BytesIO, path: Path) -> None:
     """torch's zip reader does not verify the stored CRC-32s, so a flipped byte inside a
     tensor's data would load as a silently different weight: check them here."""
-    if not zipfile.is_zipfile(path):
+    if not zipfile.is_zipfile(data):
         return
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(data) as archive:
             bad = archive.testzip()
     except (zipfile.BadZipFile, OSError, EOFError) as err:
         raise CheckpointError(f"checkpoint {path} is a damaged zip archive: {err}") from None
@@ -78,8 +97,11 @@ def check_finite(model: SVGModule, path: Path) -> None:
 def load_model(path: str | Path) -> SVGModule:
     """The SVGModule stored in ``path``, in eval mode on the CPU; CheckpointError if it cannot
     be read, does not match its own hyper-parameters or holds non-finite weights."""
-    path = Path(path)
-    ckpt = read_checkpoint(path)
+    return model_from(read_checkpoint(path), Path(path))
+
+
+def model_from(ckpt: dict, path: Path) -> SVGModule:
+    """The SVGModule of a checkpoint dict ``read_checkpoint`` returned (see ``load_model``)."""
     try:
         model = SVGModule(**ckpt["hyper_parameters"])
     except (TypeError, ValueError) as err:

@@ -19,21 +19,26 @@ import argparse
 import logging
 import os
 import shlex
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from hydra._internal.utils import get_args_parser
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
 
 from svg_lightning.analyze import COMMANDS as ANALYSES
 from svg_lightning.analyze import analyze
+from svg_lightning.compose import checked_config
 from svg_lightning.config import config_dir
 from svg_lightning.convert import convert
 from svg_lightning.data.prepare import prepare
 from svg_lightning.errors import SVGError
 from svg_lightning.evaluate import evaluate
 from svg_lightning.evaluate.compare import compare
+from svg_lightning.help import Command, analyses_section, command_help, svg_usage
 from svg_lightning.loggers import finish_wandb
 from svg_lightning.reproduce import study
 from svg_lightning.reproduce.quickstart import SEEDS, quickstart_docs
@@ -70,12 +75,58 @@ def _returning_code(command: Callable, *args) -> tuple[int, object]:
         return stop.code, None
 
 
+def precheck(config_name: str) -> None:
+    """Refuse a bad command line (see ``compose.checked_config``) before Hydra makes a run
+    folder: one line per problem on stderr, exit 2. Hydra's own flags (--help, --cfg, ...)
+    pass through untouched."""
+    args, _ = get_args_parser().parse_known_args(sys.argv[1:])
+    if args.help or args.hydra_help or args.cfg or args.info or args.shell_completion:
+        return
+    try:
+        checked_config(config_name, args.overrides, multirun=args.multirun)
+    except SVGError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(err.exit_code) from None
+
+
+def remove_refused_run_folder(cfg: DictConfig) -> None:
+    """A command refused before it wrote anything leaves no run folder behind: Hydra creates it
+    (its .hydra/ and the job log) before the command checks what it was given. Parents left
+    empty go too, up to the log folder."""
+    hc = HydraConfig.get()
+    out = Path(hc.runtime.output_dir)
+    if not out.is_dir() or {p.name for p in out.iterdir()} - {
+        hc.output_subdir,
+        f"{hc.job.name}.log",
+    }:
+        return
+    shutil.rmtree(out, ignore_errors=True)
+    stop = Path(OmegaConf.select(cfg, "paths.log_dir", default="logs")).resolve().parent
+    for parent in out.resolve().parents:
+        if parent == stop or not parent.is_dir() or any(parent.iterdir()):
+            break
+        parent.rmdir()
+
+
 def _hydra_command(config_name: str, command: Callable) -> Callable[[], object]:
     @hydra.main(version_base="1.3", config_path=config_dir(), config_name=config_name)
     def entry(cfg: DictConfig):
-        return guarded(command, cfg)
+        try:
+            return guarded(command, cfg)
+        except SystemExit as stop:
+            if stop.code not in (0, None):
+                remove_refused_run_folder(cfg)
+            raise
 
-    return entry
+    def checked_entry():
+        args, _ = get_args_parser().parse_known_args(sys.argv[1:])
+        if args.help:  # ours: groups without their building blocks, every key described
+            print(command_help(config_name, args.overrides), end="")
+            raise SystemExit(0)
+        precheck(config_name)
+        return entry()
+
+    return checked_entry
 
 
 train_main = _hydra_command("train", train)
@@ -90,13 +141,16 @@ ANALYZE_USAGE = (
 
 
 def analyze_main() -> None:
-    """Moves the analysis name from argv[1] into a ``command=`` override, then runs Hydra."""
+    """Moves the analysis name from argv[1] into a ``command=`` override, then runs Hydra.
+    ``--help`` anywhere (``analyze --help``, ``analyze prior --help``) prints the analyses and
+    the config's keys, for the config as the ``key=value`` arguments given change it."""
     argv = sys.argv
-    if len(argv) < 2 or argv[1] in ("-h", "--help"):
-        print(ANALYZE_USAGE, file=sys.stderr)
-        raise SystemExit(0 if len(argv) >= 2 else 2)
-    if argv[1] not in ANALYSES:
-        print(f"unknown command {argv[1]!r}\n{ANALYZE_USAGE}", file=sys.stderr)
+    if "-h" in argv[1:] or "--help" in argv[1:]:
+        print(command_help("analyze", [a for a in argv[1:] if "=" in a]), end="")
+        raise SystemExit(0)
+    if len(argv) < 2 or argv[1] not in ANALYSES:
+        unknown = f"error: unknown command {argv[1]!r}\n" if len(argv) >= 2 else ""
+        print(f"{unknown}{ANALYZE_USAGE}\n\n{analyses_section()}", file=sys.stderr)
         raise SystemExit(2)
     argv.append(f"command={argv.pop(1)}")
     _analyze_entry()
@@ -250,24 +304,50 @@ def quickstart_docs_main(argv: list[str] | None = None) -> int:
     )[0]
 
 
+# Every sub-command once: ``svg --help`` lists them from here, ``main`` dispatches on it.
 COMMANDS = {
-    "train": train_main,
-    "evaluate": evaluate_main,
-    "sample": sample_main,
-    "analyze": analyze_main,
-    "prepare": lambda: sys.exit(prepare_main()),
-    "compare": lambda: sys.exit(compare_main()),
-    "convert": lambda: sys.exit(convert_main()),
-    "reproduce": lambda: sys.exit(reproduce_main()),
-}
-USAGE = f"usage: svg {{{','.join(COMMANDS)}}} [arguments]  (svg COMMAND --help for each)"
+    "train": Command(
+        train_main, "svg_lightning", "train a model (SVG-LP, SVG-FP, deterministic)"
+    ),
+    "evaluate": Command(
+        evaluate_main, "svg_lightning.evaluate", "score a checkpoint: best-of-N SSIM/PSNR, FVD"
+    ),
+    "sample": Command(sample_main, "svg_lightning.sample", "futures of your own video"),
+    "analyze": Command(
+        analyze_main, "svg_lightning.analyze", "uncertainty analyses: prior, trajectories"
+    ),
+    "prepare": Command(
+        lambda: sys.exit(prepare_main()), "svg_lightning.data.prepare",
+        "KTH or BAIR archives -> the training arrays",
+    ),
+    "compare": Command(
+        lambda: sys.exit(compare_main()), "svg_lightning.evaluate.compare",
+        "overlay the curves of several evaluations",
+    ),
+    "convert": Command(
+        lambda: sys.exit(convert_main()), "svg_lightning.convert",
+        "a reference-code .pth -> an svg_lightning .ckpt",
+    ),
+    "reproduce": Command(
+        lambda: sys.exit(reproduce_main()), "svg_lightning.reproduce",
+        "the paper's comparison at CPU scale",
+    ),
+}  # fmt: skip
+USAGE = svg_usage(COMMANDS)
 
 
 def main() -> None:
-    """The ``svg`` console script: ``svg COMMAND ...`` runs the command's own entry point."""
-    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
-        print(USAGE, file=sys.stderr)
-        raise SystemExit(0 if sys.argv[1:2] in (["-h"], ["--help"]) else 2)
-    name = sys.argv.pop(1)
+    """The ``svg`` console script: ``svg COMMAND ...`` runs the command's own entry point;
+    ``svg --help`` lists the commands (on stdout, exit 0), as does a missing or unknown one (on
+    stderr, exit 2)."""
+    name = sys.argv[1] if len(sys.argv) > 1 else None
+    if name in ("-h", "--help"):
+        print(USAGE, end="")
+        raise SystemExit(0)
+    if name not in COMMANDS:
+        unknown = f"error: unknown command {name!r}\n" if name is not None else ""
+        print(unknown + USAGE, end="", file=sys.stderr)
+        raise SystemExit(2)
+    sys.argv.pop(1)
     sys.argv[0] = f"svg {name}"
-    COMMANDS[name]()
+    COMMANDS[name].run()

@@ -13,7 +13,9 @@ from urllib.parse import urlsplit
 
 import numpy as np
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from PIL import Image, ImageSequence
 from pytorch_lightning.loggers import Logger, TensorBoardLogger, WandbLogger
@@ -98,10 +100,13 @@ def instantiate_loggers(
     save_dir: str | Path | None = None,
     wandb_name: str | None = None,
     job_type: str | None = None,
+    trained: DictConfig | None = None,
 ) -> list[Logger]:
     """One logger per entry of the ``logger`` group; evaluation and analysis write into their own
     folder (``save_dir``) and name their W&B run (``wandb_name``). The W&B job type is
-    ``job_type``, else the config's, else the command's."""
+    ``job_type``, else the config's, else the command's. ``trained``: the training config of
+    the model a command scores, whose task groups the W&B run and whose tags it carries where
+    the logger config leaves them empty, so a model's evaluations sit next to its training."""
     loggers = []
     for name, lg in (group or {}).items():
         if lg is None:
@@ -111,6 +116,10 @@ def instantiate_loggers(
             settings["job_type"] = job_type or lg.get("job_type") or command_job_type()
             if wandb_name:
                 settings["name"] = wandb_name
+            if trained is not None and not lg.get("group"):
+                settings["group"] = trained.get("task_name")
+            if trained is not None and not lg.get("tags"):
+                settings["tags"] = list(trained.get("tags") or [])
         if settings:
             with open_dict(lg):  # a run's config.yaml may predate a key (job_type)
                 lg = OmegaConf.merge(lg, settings)
@@ -148,6 +157,64 @@ def log_media(loggers: list[Logger], key: str, path: Path, step: int | None = No
             with Image.open(path) as img:
                 pixels = _gif_strip(path) if video else np.asarray(img.convert("RGB"))
             lg.experiment.add_image(key, pixels, step or 0, dataformats="HWC")
+
+
+def swept_values(overrides: list[str], swept: set[str]) -> dict[str, str]:
+    """This job's value of each swept key, by the key's shortest unambiguous name (its last
+    part, unless two swept keys share it)."""
+    values = {}
+    for o in OverridesParser.create().parse_overrides(overrides):
+        if o.key_or_group in swept and not o.is_sweep_override():
+            values[o.key_or_group] = o.get_value_element_as_str()
+    last = [k.rpartition(".")[2] for k in values]
+    return {k.rpartition(".")[2] if last.count(k.rpartition(".")[2]) == 1 else k: v
+            for k, v in values.items()}  # fmt: skip
+
+
+def swept_keys(sweep_dir: Path) -> set[str]:
+    """The keys a multirun sweeps: those given several values on its command line, and those
+    its sweeper searches (hparams_search), read from the multirun.yaml Hydra writes first."""
+    path = Path(sweep_dir) / "multirun.yaml"
+    if not path.is_file():
+        return set()
+    hydra = OmegaConf.load(path).hydra
+    parsed = OverridesParser.create().parse_overrides(list(hydra.overrides.task))
+    keys = {o.key_or_group for o in parsed if o.is_sweep_override()}
+    return keys | set(OmegaConf.select(hydra, "sweeper.params", default=None) or {})
+
+
+def wandb_names(task: str, swept: dict[str, str], sweep: str | None = None) -> tuple[str, str]:
+    """(run name, group) of a W&B run: the task, plus this job's swept values in a multirun
+    (``sweep``: its folder's name), e.g. ``smmnist_lp[beta=0.001]``; the jobs of one multirun
+    share a group of their own. The full list of overrides stays in the logged config."""
+    values = ",".join(f"{k}={v}" for k, v in swept.items())
+    name = f"{task}[{values}]" if values else task
+    return name, f"{task}-sweep-{sweep}" if sweep else task
+
+
+def run_tags(cfg: DictConfig) -> list[str]:
+    """The dataset and the model variant of the resolved config, then the config's own tags
+    (so ``model=svg_fp`` is never tagged ``lp`` by a preset)."""
+    derived = [get_class(cfg.data._target_).name, cfg.model.get("variant", "lp")]
+    return list(dict.fromkeys([*derived, *(cfg.get("tags") or [])]))
+
+
+def name_wandb_run(cfg: DictConfig) -> None:
+    """Fill the W&B settings left null in the config (name, group, job_type), from the Hydra
+    job when there is one (the command line), else from the task alone (tests, notebooks)."""
+    wandb = OmegaConf.select(cfg, "logger.wandb")
+    if not wandb:
+        return
+    swept, sweep = {}, None
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        hc = HydraConfig.get()
+        swept = swept_values(list(hc.overrides.task), swept_keys(Path(hc.sweep.dir)))
+        sweep = Path(hc.sweep.dir).name
+    name, group = wandb_names(cfg.task_name, swept, sweep)
+    with open_dict(wandb):
+        for key, value in (("name", name), ("group", group), ("job_type", "train")):
+            if wandb.get(key) is None:
+                wandb[key] = value
 
 
 def finish_wandb() -> None:

@@ -103,8 +103,10 @@ class SVGModule(pl.LightningModule):
         self.log("train/mse", terms.mse)
         self.log("train/kl", terms.kl, prog_bar=self.svg.stochastic)
         if self.svg.stochastic:
+            # Named by the frame each KL term belongs to, from 1 (numbering.py): the first
+            # recurrent step predicts frame 2.
             self.log_dict(
-                {f"train/kl_step/{t + 1:02d}": v for t, v in enumerate(terms.kl_per_step)}
+                {f"train/kl_frame/{t + 2:02d}": v for t, v in enumerate(terms.kl_per_step)}
             )
         return terms.loss
 
@@ -179,7 +181,9 @@ class SVGModule(pl.LightningModule):
             logger.log_metrics(scores, step=self.global_step)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint[META_KEY] = {"version": svg_lightning.__version__, "format": CHECKPOINT_FORMAT}
+        # update: callbacks (RecordTrainingConfig) write into the same entry before this hook.
+        meta = checkpoint.setdefault(META_KEY, {})
+        meta.update(version=svg_lightning.__version__, format=CHECKPOINT_FORMAT)
         # The sampling noise of training comes from the global RNG; keeping its state makes a
         # resumed run draw exactly what an uninterrupted one would have.
         checkpoint["rng_states"] = {"torch": torch.get_rng_state()}

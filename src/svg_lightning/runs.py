@@ -7,6 +7,9 @@
     <run>/checkpoints/step*.ckpt  the best checkpoint by the validation score
     <run>/media/                  sample GIFs and plots written during training
     <run>/training_curves.png
+    <run>/scores.json             the scores logged last (the final validation): what a sweep's
+                                  summary (sweep.py) ranks the runs of a multirun by
+    <run>/job_status.json         multirun jobs only: whether the job finished or failed (sweep.py)
 
 Runs live under ``<paths.log_dir>/<task_name>/runs/<time>/`` (multiruns: ``multiruns/<time>/<n>/``).
 """
@@ -14,12 +17,14 @@ Runs live under ``<paths.log_dir>/<task_name>/runs/<time>/`` (multiruns: ``multi
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from svg_lightning.errors import CheckpointError, ConfigError
+from svg_lightning.files import write_json
 
 CONFIG = "config.yaml"
 RUN_INFO = "run_info.json"
@@ -27,6 +32,7 @@ CHECKPOINTS = "checkpoints"
 LAST = "last.ckpt"
 MEDIA = "media"
 TRAINING_CURVES = "training_curves.png"
+SCORES = "scores.json"
 # The checkpoint entry svg_lightning.module.META_KEY names. Spelled out here because this module
 # sits below module.py in the layering (tests/test_layering.py) and must not import it;
 # tests/test_convert.py checks that the two agree.
@@ -77,11 +83,17 @@ def _stored_training_config(ckpt: Path) -> dict | None:
     return config if isinstance(config, dict) else None
 
 
-def training_config(ckpt: Path, given: str | Path | None = None) -> DictConfig:
+def training_config(
+    ckpt: Path, given: str | Path | None = None, stored: dict | None = None
+) -> DictConfig:
     """The config a checkpoint was trained with: ``given``, else its run's config.yaml, else the
-    one the checkpoint carries (``_stored_training_config``)."""
+    one the checkpoint carries (``stored``, when the caller has read the checkpoint already;
+    else ``_stored_training_config``), so a checkpoint copied on its own still works."""
     path = Path(given) if given else run_of(ckpt) / CONFIG
-    stored = None if given or path.is_file() else _stored_training_config(ckpt)
+    if given or path.is_file():
+        stored = None
+    elif stored is None:
+        stored = _stored_training_config(ckpt)
     if not path.is_file() and stored is None:
         raise ConfigError(
             f"no training config for checkpoint {ckpt}: expected {path} (written by every "
@@ -95,9 +107,10 @@ def training_config(ckpt: Path, given: str | Path | None = None) -> DictConfig:
 
 
 def find_last_checkpoint(log_dir: str | Path, task_name: str, exclude: Path) -> Path:
-    """``ckpt_path=last``: the newest last.ckpt among the task's runs other than ``exclude``."""
+    """``ckpt_path=last``: the newest last.ckpt among the task's runs other than ``exclude``,
+    single runs and multirun jobs alike."""
     runs = Path(log_dir) / task_name
-    found = [p for p in runs.glob(f"*/*/{CHECKPOINTS}/{LAST}") if Path(exclude) not in p.parents]
+    found = [p for p in runs.glob(f"**/{CHECKPOINTS}/{LAST}") if Path(exclude) not in p.parents]
     if not found:
         raise CheckpointError(
             f"ckpt_path=last: no {CHECKPOINTS}/{LAST} under {runs}; pass ckpt_path=PATH instead"
@@ -122,3 +135,26 @@ def write_run_info(run: Path, wandb_id: str | None, resumed_from: Path | None) -
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
     (Path(run) / RUN_INFO).write_text(json.dumps(info))
+
+
+def write_scores(run: Path, step: int, metrics: Mapping) -> Path:
+    """The scalar ``metrics`` (e.g. a trainer's callback_metrics, tensors included) at ``step``,
+    written atomically: a sweep's summary, run in another process, may read it at any time."""
+    scores = {str(k): float(v) for k, v in metrics.items() if _is_scalar(v)}
+    return write_json(Path(run) / SCORES, {"step": int(step), "scores": scores})
+
+
+def read_scores(run: Path) -> dict[str, float | None]:
+    """The scores ``write_scores`` wrote (NaN as None); empty when there are none or the file
+    cannot be read, so one broken run never stops the summary of the others."""
+    try:
+        doc = json.loads((Path(run) / SCORES).read_text())
+        return {str(k): v for k, v in doc["scores"].items() if v is None or _is_scalar(v)}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def _is_scalar(v) -> bool:
+    if isinstance(v, torch.Tensor):
+        return v.numel() == 1
+    return isinstance(v, (int, float)) and not isinstance(v, bool)

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
 import warnings
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
 import pytorch_lightning as pl
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.loggers import WandbLogger
@@ -25,13 +21,15 @@ from rich.syntax import Syntax
 from rich.tree import Tree
 
 from svg_lightning import runs
-from svg_lightning.callbacks import SaveOnSigterm
+from svg_lightning.callbacks import LastCheckpoint, RecordTrainingConfig, SaveOnSigterm
 from svg_lightning.checkpoint import AtomicCheckpointIO, check_resumable
-from svg_lightning.config import config_dir, validate_config
+from svg_lightning.compose import compose_config
+from svg_lightning.config import validate_config
 from svg_lightning.console import print_table
 from svg_lightning.errors import PreemptedError
 from svg_lightning.evaluate.report import report_run
-from svg_lightning.loggers import finish_wandb, instantiate_loggers
+from svg_lightning.files import sha256
+from svg_lightning.loggers import finish_wandb, instantiate_loggers, name_wandb_run, run_tags
 from svg_lightning.module import run_best_of_n
 
 log = logging.getLogger(__name__)
@@ -93,6 +91,7 @@ def resume_from(cfg: DictConfig) -> Path | None:
         log.info("This run folder already holds %s (a requeued job): resuming from it", ckpt)
     elif cfg.ckpt_path == "last":
         ckpt = runs.find_last_checkpoint(cfg.paths.log_dir, cfg.task_name, exclude=out)
+        log.info("ckpt_path=last: the newest last.ckpt of task %s is %s", cfg.task_name, ckpt)
     else:
         ckpt = Path(cfg.ckpt_path)
     check_resumable(ckpt, cfg.model)
@@ -103,46 +102,6 @@ def resume_from(cfg: DictConfig) -> Path | None:
             cfg.logger.wandb.resume = "allow"
     log.info("Resuming from %s", ckpt)
     return ckpt
-
-
-class SaveLastAtEnd(pl.Callback):
-    """``last.ckpt`` at the final step, whatever the checkpoint interval. Saved where training
-    ran: under ddp_spawn (trainer=ddp_sim) the processes that trained hold the step and the
-    optimizer state, not the one that started them."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.fast_dev_run:
-            # Full (optimizer and loop state too), so that training can go on from it.
-            trainer.save_checkpoint(self.path, weights_only=False)
-
-
-def wandb_names(task: str, overrides: str = "", sweep: str | None = None) -> tuple[str, str]:
-    """(run name, group) of a W&B run: the task, plus the overridden values when there are any
-    (Hydra's override_dirname, e.g. ``smmnist_lp[model.beta=0.001]``); the jobs of one multirun
-    (``sweep``: its folder's name) share a group of their own."""
-    name = f"{task}[{overrides}]" if overrides else task
-    return name, f"{task}-sweep-{sweep}" if sweep else task
-
-
-def name_wandb_run(cfg: DictConfig) -> None:
-    """Fill the W&B settings left null in the config (name, group, job_type), from the Hydra
-    job when there is one (the command line), else from the task alone (tests, notebooks)."""
-    wandb = OmegaConf.select(cfg, "logger.wandb")
-    if not wandb:
-        return
-    overrides, sweep = "", None
-    if HydraConfig.initialized():
-        hc = HydraConfig.get()
-        overrides = hc.job.override_dirname or ""
-        sweep = Path(hc.sweep.dir).name if hc.mode == RunMode.MULTIRUN else None
-    name, group = wandb_names(cfg.task_name, overrides, sweep)
-    with open_dict(wandb):
-        for key, value in (("name", name), ("group", group), ("job_type", "train")):
-            if wandb.get(key) is None:
-                wandb[key] = value
 
 
 @rank_zero_only
@@ -160,21 +119,14 @@ def print_config(cfg: DictConfig) -> None:
     Console().print(tree)
 
 
-def remove_untouched_run_folder(cfg: DictConfig) -> None:
-    """A command refused before it wrote anything leaves no run folder behind: Hydra creates it
-    (its .hydra/ and the job log) before the config is checked."""
-    if not HydraConfig.initialized():
-        return
-    hc = HydraConfig.get()
-    out = OmegaConf.select(cfg, "paths.output_dir", throw_on_resolution_failure=False)
-    if not out or not Path(out).is_dir():
-        return
-    out = Path(out)
-    if out.resolve() != Path(hc.runtime.output_dir).resolve():
-        return  # not the folder Hydra made for this job
-    hydra_files = {hc.output_subdir, f"{hc.job.name}.log"}
-    if {p.name for p in out.iterdir()} <= hydra_files:
-        shutil.rmtree(out, ignore_errors=True)
+def with_required_callbacks(callbacks: list[pl.Callback], cfg: DictConfig) -> list[pl.Callback]:
+    """The configured callbacks, plus what no run goes without: ``last.ckpt`` at the end (what
+    ``ckpt_path=last`` resumes), saving on SIGTERM (a preempted job loses nothing), and the
+    training config inside every checkpoint (a copied checkpoint is self-contained)."""
+    if not any(isinstance(c, LastCheckpoint) for c in callbacks):
+        callbacks.append(LastCheckpoint())
+    config = OmegaConf.to_container(cfg, resolve=True)
+    return [*callbacks, SaveOnSigterm(), RecordTrainingConfig(config)]
 
 
 def train(cfg: DictConfig) -> float | None:
@@ -183,9 +135,6 @@ def train(cfg: DictConfig) -> float | None:
     quiet_known_warnings()
     try:
         return _train(cfg)
-    except Exception:
-        remove_untouched_run_folder(cfg)
-        raise
     finally:
         finish_wandb()  # so in-process runs (tests, notebooks, sweeps) never share a W&B run
 
@@ -193,6 +142,10 @@ def train(cfg: DictConfig) -> float | None:
 def _train(cfg: DictConfig) -> float | None:
     validate_config(cfg)
     ckpt = resume_from(cfg)
+    datamodule = instantiate(cfg.data)
+    datamodule.check_available("fit")  # before the run writes anything
+    with open_dict(cfg):
+        cfg.tags = run_tags(cfg)  # recorded in config.yaml and sent to W&B alike
     name_wandb_run(cfg)
     if (cfg.get("extras") or {}).get("print_config", True):
         print_config(cfg)
@@ -201,7 +154,6 @@ def _train(cfg: DictConfig) -> float | None:
     runs.write_config(out, cfg)
     pl.seed_everything(cfg.seed, workers=True)
 
-    datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
     # The resolved config is logged once, below; without this Lightning would log the model's
     # and the data's constructor arguments again, as a second, flat set of hyper-parameters.
@@ -210,11 +162,9 @@ def _train(cfg: DictConfig) -> float | None:
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
         # Saving on SIGTERM is not optional: a preempted job must never lose its work.
-        callbacks=[
-            *(instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c),
-            SaveOnSigterm(),
-            SaveLastAtEnd(runs.last_checkpoint(out)),
-        ],
+        callbacks=with_required_callbacks(
+            [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c], cfg
+        ),
         logger=loggers or False,
         plugins=[AtomicCheckpointIO()],
     )
@@ -233,32 +183,26 @@ def _train(cfg: DictConfig) -> float | None:
             "command plus ckpt_path=last (a job requeued into this run folder resumes by itself)"
         ) from None
     metric = trainer.callback_metrics.get(cfg.get("optimized_metric") or "")
+    if trainer.is_global_zero:  # before the summary: a sweep's table (sweep.py) reads them
+        runs.write_scores(out, trainer.global_step, trainer.callback_metrics)
     if cfg.summary.enabled:
         settings = replace(model.val_settings, num_samples=cfg.summary.num_samples)
         result = run_best_of_n(trainer, model, datamodule, settings)
         if trainer.is_global_zero and result:  # under ddp_spawn the results stay in the workers
+            # The model scored is the one last.ckpt holds (LastCheckpoint saved it at the end).
+            source = {"path": str(last), "sha256": sha256(last) if last.is_file() else None,
+                      "global_step": trainer.global_step}  # fmt: skip
+            provenance = {"summary": OmegaConf.to_container(cfg.summary),
+                          "train_config": OmegaConf.to_container(cfg, resolve=True)}  # fmt: skip
             report_run(
-                out, model, result, settings, datamodule, trainer.loggers, last,
+                out, model, result, settings, datamodule, trainer.loggers, source,
                 cfg.summary.grid_videos, cfg.summary.grid_samples, label=cfg.task_name,
-                extra={"step": trainer.global_step},
+                provenance=provenance,
             )  # fmt: skip
     elif trainer.is_global_zero:  # no summary table: still say where everything went
         print_table(f"{cfg.task_name}: step {trainer.global_step}", [], [],
                     {"run": out, "checkpoint": last})  # fmt: skip
     return None if metric is None else float(metric)
-
-
-def last_wins(overrides: list[str]) -> list[str]:
-    """Hydra overrides with only the last value of each key (Hydra refuses repeated keys)."""
-    by_key = {o.split("=", 1)[0]: o for o in overrides}
-    return list(by_key.values())
-
-
-def compose_config(name: str, overrides: list[str]) -> DictConfig:
-    """The config ``python -m svg_lightning[.evaluate] OVERRIDES`` builds (a later override of a
-    key wins); ``name`` is the primary config: ``train``, ``eval`` or ``analyze``."""
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose(name, overrides=last_wins(overrides))
 
 
 def train_in(root: str | Path, overrides: list[str] = (), progress_bar: bool = True) -> Path:

@@ -3,31 +3,43 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from hydra.utils import get_class
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 import svg_lightning
 from svg_lightning import runs
-from svg_lightning.checkpoint import load_model
+from svg_lightning.checkpoint import describe, model_from, read_checkpoint, stored_config
 from svg_lightning.data.datamodules import SMMNISTDataModule
 from svg_lightning.data.digits import Digits, load_digits
 from svg_lightning.data.smmnist import Trajectory, render
 from svg_lightning.devices import pick_device
 from svg_lightning.errors import ConfigError
-from svg_lightning.files import sha256
 from svg_lightning.loggers import instantiate_loggers, log_media, log_scalars
+from svg_lightning.module import SVGModule
 
 
-def load_for(cfg: DictConfig, command: str, variants=None, num_digits=None):
-    """The checkpoint's model (on ``cfg.device``) and training config, or ConfigError saying why
-    ``command`` cannot analyse it: only SM-MNIST models have known trajectories."""
+@dataclass(frozen=True)
+class Analysed:
+    """The model an analysis runs (on its device), its training config, and what the outputs
+    cite of its checkpoint (``checkpoint.describe``: path, sha256 of the bytes loaded, step)."""
+
+    model: SVGModule
+    train_cfg: DictConfig
+    checkpoint: dict
+
+
+def load_for(cfg: DictConfig, command: str, variants=None, num_digits=None) -> Analysed:
+    """The checkpoint's model, or ConfigError saying why ``command`` cannot analyse it: only
+    SM-MNIST models have known trajectories."""
     ckpt = Path(cfg.ckpt_path)
-    model = load_model(ckpt)
-    train_cfg = runs.training_config(ckpt, cfg.train_config)
+    state = read_checkpoint(ckpt)
+    model = model_from(state, ckpt)
+    train_cfg = runs.training_config(ckpt, cfg.train_config, stored_config(state))
     target = train_cfg.get("data", {}).get("_target_")
     try:
         is_smmnist = target is not None and issubclass(get_class(target), SMMNISTDataModule)
@@ -50,7 +62,7 @@ def load_for(cfg: DictConfig, command: str, variants=None, num_digits=None):
             f"analyze {command} tracks a single digit; checkpoint {ckpt} was trained with "
             f"data.num_digits={digits} (train one with data.num_digits=1)"
         )
-    return model.to(pick_device(cfg.device)), train_cfg
+    return Analysed(model.to(pick_device(cfg.device)), train_cfg, describe(ckpt, state))
 
 
 def test_digits(cfg: DictConfig, train_cfg: DictConfig) -> Digits:
@@ -68,12 +80,13 @@ def render_synchronised(
     return torch.from_numpy(np.stack([render(traj, digits.images[w], size) for w in which]))
 
 
-def protocol(cfg: DictConfig, train_cfg: DictConfig, digits: Digits) -> dict:
-    ckpt = str(cfg.ckpt_path)
+def protocol(cfg: DictConfig, loaded: Analysed, digits: Digits) -> dict:
+    train_cfg = loaded.train_cfg
     return {
         "command": cfg.command,
-        "checkpoint": ckpt,
-        "checkpoint_sha256": sha256(ckpt),
+        "checkpoint": loaded.checkpoint["path"],
+        "checkpoint_sha256": loaded.checkpoint["sha256"],
+        "step": loaded.checkpoint["global_step"],
         "model": train_cfg.model.get("variant"),
         "num_digits": int(train_cfg.data.num_digits),
         "image_size": int(train_cfg.data.image_size),
@@ -83,10 +96,30 @@ def protocol(cfg: DictConfig, train_cfg: DictConfig, digits: Digits) -> dict:
     }
 
 
-def log_results(cfg: DictConfig, train_cfg, out: Path, scalars: dict, images: dict) -> None:
-    """Scalars and plots to the loggers named by ``logger=...`` (none by default)."""
-    name = f"{train_cfg.get('task_name', 'model')}-analyze-{cfg.command}"
-    loggers = instantiate_loggers(cfg.get("logger"), save_dir=out, wandb_name=name)
-    log_scalars(loggers, {k: v for k, v in scalars.items() if not math.isnan(v)})
+def provenance(cfg: DictConfig, loaded: Analysed) -> dict:
+    """What decided an analysis' numbers: its settings, the checkpoint, the model's
+    architecture and training settings, and the config the model was trained with."""
+    settings = OmegaConf.to_container(cfg, resolve=True)
+    settings.pop("paths", None)
+    return {
+        "analyze": settings,
+        "checkpoint": loaded.checkpoint,
+        "model": dict(loaded.model.hparams),
+        "train_config": OmegaConf.to_container(loaded.train_cfg, resolve=True),
+    }
+
+
+def log_results(cfg: DictConfig, loaded: Analysed, out: Path, scalars: dict, images: dict) -> None:
+    """Scalars, plots and the provenance to the loggers named by ``logger=...`` (none by
+    default), at the optimizer step of the analysed checkpoint (``numbering``), grouped with
+    the model's training run."""
+    name = f"{loaded.train_cfg.get('task_name', 'model')}-analyze-{cfg.command}"
+    loggers = instantiate_loggers(cfg.get("logger"), out, name, trained=loaded.train_cfg)
+    if not loggers:
+        return
+    step = loaded.checkpoint["global_step"]
+    for lg in loggers:
+        lg.log_hyperparams(provenance(cfg, loaded))
+    log_scalars(loggers, {k: v for k, v in scalars.items() if not math.isnan(v)}, step)
     for key, path in images.items():
-        log_media(loggers, f"analyze/{key}", path)
+        log_media(loggers, f"analyze/{key}", path, step)

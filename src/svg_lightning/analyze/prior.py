@@ -1,7 +1,8 @@
 """``analyze prior``: the learned prior's sigma against wall collisions (the paper's Fig. 6).
 
-The prior runs over ground-truth frames (``SVG.latents``), so its output at step s has seen
-frames 0..s and predicts frame s+1; see ``stats`` for how steps are aligned with collisions.
+The prior runs over ground-truth frames (``SVG.latents``), so its output for frame t (frames
+numbered from 1, t = 2..T) has seen frames 1..t-1; see ``stats`` for how outputs are aligned with
+collisions.
 """
 
 from __future__ import annotations
@@ -49,8 +50,9 @@ def test_videos(digits, cfg: DictConfig, num_digits: int, size: int):
 
 def plot_sigma(path: Path, sigma: np.ndarray, kl: np.ndarray, collisions: np.ndarray) -> Path:
     """Mean +- std over videos of the mean-over-z sigma (and of the KL) per predicted frame, with
-    a line at the frame after each collision (the lag-0 step's target). Frames are numbered from
-    1, as on the evaluation plots and in the paper: step s (0-based) predicts frame s + 2."""
+    a line at the frame after each collision (what the lag-0 output predicts). Frames are
+    numbered from 1 (``numbering``): array position i is frame i + 1, and the prior's output at
+    position i predicts frame i + 2."""
     fig = Figure(figsize=(11, 6), constrained_layout=True)
     axes = fig.subplots(2, 1, sharex=True)
     frame = np.arange(2, sigma.shape[1] + 2)
@@ -68,7 +70,7 @@ def plot_sigma(path: Path, sigma: np.ndarray, kl: np.ndarray, collisions: np.nda
     if collisions.any():
         axes[0].legend(fontsize=8, loc="upper right")
     axes[1].set_xlabel(
-        "predicted frame (numbered from 1; the prior has seen every frame before it; dashed: "
+        "predicted frame (from 1; the prior has seen every frame before it; dashed: "
         "the first frame after a wall)"
     )
     axes[1].xaxis.get_major_locator().set_params(integer=True)
@@ -77,12 +79,20 @@ def plot_sigma(path: Path, sigma: np.ndarray, kl: np.ndarray, collisions: np.nda
     return path
 
 
+FRAME_NUMBERS = (
+    "frames are numbered from 1 (frame 1 is a video's first frame): predicted_frame and "
+    "collision_frames hold frame numbers; entry i of sigma, kl and sigma_per_z is frame "
+    "predicted_frame[i]; entry i of positions and collisions_per_frame is frame i + 1"
+)
+
+
 def _curve(values: np.ndarray) -> dict:
     return {"mean": values.mean(0), "std": values.std(0)}
 
 
 def analyze_prior(cfg: DictConfig) -> dict:
-    model, train_cfg = common.load_for(cfg, "prior", variants=("lp",))
+    loaded = common.load_for(cfg, "prior", variants=("lp",))
+    model, train_cfg = loaded.model, loaded.train_cfg
     if cfg.seq_len < 3 or cfg.num_videos < 1 or cfg.num_test_videos < 1:
         raise ConfigError("analyze prior needs seq_len >= 3, num_videos >= 1, num_test_videos >= 1")
     num_digits, size = int(train_cfg.data.num_digits), int(train_cfg.data.image_size)
@@ -103,24 +113,26 @@ def analyze_prior(cfg: DictConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     doc = {
         "protocol": {
-            **common.protocol(cfg, train_cfg, digits),
+            **common.protocol(cfg, loaded, digits),
             "num_videos": cfg.num_videos,
             "num_test_videos": cfg.num_test_videos,
             "seq_len": cfg.seq_len,
             "burn_in": cfg.burn_in,
             "alignment": " ".join(ALIGNMENT.split()),
-            "frame_numbers": "indices in this file are 0-based; the plot numbers frames from 1",
+            "frame_numbers": FRAME_NUMBERS,
         },
         "synchronised": {
             "positions": traj.positions,
-            "collision_frames": [np.flatnonzero(traj.collisions[:, d]) for d in range(num_digits)],
-            "predicted_frame": np.arange(1, cfg.seq_len),
+            "collision_frames": [
+                np.flatnonzero(traj.collisions[:, d]) + 1 for d in range(num_digits)
+            ],
+            "predicted_frame": np.arange(2, cfg.seq_len + 1),
             "sigma": _curve(sync_sigma.mean(-1)),
             "sigma_per_z": sync_sigma.mean(0),
             "kl": _curve(sync_kl),
         },
         "test": {
-            "predicted_frame": np.arange(1, cfg.seq_len),
+            "predicted_frame": np.arange(2, cfg.seq_len + 1),
             "sigma": _curve(sigma.mean(-1)),
             "kl": _curve(kl),
             "collisions_per_frame": collisions.any(-1).mean(0),
@@ -139,9 +151,9 @@ def analyze_prior(cfg: DictConfig) -> dict:
         for key, v in numbers.items()
         if key in ("auroc", "point_biserial", "peak_within_1")
     }
-    common.log_results(cfg, train_cfg, out, scalars, {"prior_sigma": paths["plot"]})
+    common.log_results(cfg, loaded, out, scalars, {"prior_sigma": paths["plot"]})
     rows = [
-        [score, group, f"{int(lag):+d}", n["auroc"], n["point_biserial"], n["peak_within_1"],
+        [score, group, lag, n["auroc"], n["point_biserial"], n["peak_within_1"],
          n["peak_within_1_chance"], str(n["positives"])]
         for score, groups in stats.items()
         for group, per_lag in groups.items()
@@ -149,7 +161,7 @@ def analyze_prior(cfg: DictConfig) -> dict:
     ]  # fmt: skip
     print_table(
         f"Collision detection on {cfg.num_test_videos} test videos of {cfg.seq_len} frames "
-        f"(lag L: score at the step predicting frame k+1+L vs a collision at frame k)",
+        f"(lag L: score of the output predicting frame k+1+L vs a collision at frame k)",
         ["score", "digits", "lag", "AUROC", "point-biserial r", "peak ±1", "peak ±1 chance", "n+"],
         rows,
         {"checkpoint": cfg.ckpt_path, **paths},

@@ -6,23 +6,26 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
-ALIGNMENT = """The prior's output at step ``s`` (0-based over the T-1 steps of ``SVG.latents``) has
-seen frames 0..s and predicts frame s+1. A collision flag at frame ``k`` means the velocity was
-redrawn while drawing frame k: frame k shows the digit clamped at the wall (deterministic given the
-past) and frame k+1 is the first whose position shows the new, random velocity. So the step that
-should be uncertain is s = k: it has just seen the digit at the wall and must predict frame k+1.
-Lag ``L`` compares the score at step s = k + L (the step predicting frame k+1+L) with the
-collision at frame k; L = -1 and +1 are the control alignments one step early and late.
+from svg_lightning.numbering import lag_name
 
-Steps s < ``burn_in`` are left out: after one frame the velocity is unknown, so sigma is high
-there for reasons that have nothing to do with walls."""
+ALIGNMENT = """Frames are numbered from 1. The prior's output for frame t (t = 2..T, one per step
+of ``SVG.latents``) has seen frames 1..t-1. A collision flag at frame ``k`` means the velocity was
+redrawn while drawing frame k: frame k shows the digit clamped at the wall (deterministic given the
+past) and frame k+1 is the first whose position shows the new, random velocity. So the output that
+should be uncertain is the one predicting frame k+1: it has just seen the digit at the wall.
+Lag ``L`` compares the score of the output predicting frame k+1+L with the collision at frame k;
+L = -1 and +1 are the control alignments one frame early and late.
+
+The outputs predicting frames 2..``burn_in``+1 are left out: after one frame the velocity is
+unknown, so sigma is high there for reasons that have nothing to do with walls."""
 
 
 def lagged_labels(
     collisions: np.ndarray, num_steps: int, lag: int, burn_in: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """collisions (N, T, D) per frame -> labels (N, num_steps, D) per prior step (step s gets the
-    flags of frame s - lag) and the (num_steps,) mask of steps that take part."""
+    """collisions (N, T, D) per frame -> labels (N, num_steps, D) per prior step and the
+    (num_steps,) mask of steps that take part. Array positions: step s (which predicts frame
+    position s + 1) gets the flags of frame position s - lag."""
     n, t, d = collisions.shape
     steps = np.arange(num_steps)
     frame = steps - lag
@@ -76,13 +79,14 @@ def collision_statistics(
     score: np.ndarray, collisions: np.ndarray, lags=(-1, 0, 1), burn_in: int = 2
 ) -> dict:
     """score (N, S) per video and prior step, collisions (N, T, D) per frame ->
-    {group: {lag: numbers}} for each digit (``digitD``) and ``any`` (a step is positive when any
-    digit collides). Per lag: ``auroc``, ``point_biserial``, ``peak_within_1`` (fraction of
-    positive steps with a local score peak within one step) next to ``peak_within_1_chance`` (the
-    same over all steps taking part), and the counts."""
+    {group: {lag: numbers}} for each digit (``digit1``, ``digit2``, ...) and ``any`` (a step is
+    positive when any digit collides), lags named by ``lag_name``. Per lag: ``auroc``,
+    ``point_biserial``, ``peak_within_1`` (fraction of positive steps with a local score peak
+    within one step) next to ``peak_within_1_chance`` (the same over all steps taking part), and
+    the counts."""
     n, s = score.shape
     near = near_peak(score)
-    groups = {f"digit{d}": collisions[..., d : d + 1] for d in range(collisions.shape[-1])}
+    groups = {f"digit{d + 1}": collisions[..., d : d + 1] for d in range(collisions.shape[-1])}
     if collisions.shape[-1] > 1:
         groups["any"] = collisions.any(-1, keepdims=True)
     else:
@@ -93,7 +97,7 @@ def collision_statistics(
         for lag in lags:
             labels, valid = lagged_labels(flags, s, lag, burn_in)
             y, x = labels[:, valid, 0], score[:, valid]
-            out[name][str(lag)] = {
+            out[name][lag_name(lag)] = {
                 "auroc": auroc(x, y),
                 "point_biserial": point_biserial(x, y),
                 "peak_within_1": float(near[:, valid][y].mean()) if y.any() else float("nan"),

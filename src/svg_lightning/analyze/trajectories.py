@@ -83,9 +83,9 @@ def plot_histograms(path: Path, model_d, true_d, first_frame: int, collisions, s
 
 def plot_distance(path: Path, frames, per_step: dict, collisions) -> Path:
     """W1 and TV per predicted frame, each on its own axes next to its noise floor (the same
-    distance between two independent true samples). ``frames``: 0-based indices; the axis
-    numbers frames from 1, as the evaluation plots and the paper."""
-    shown = np.asarray(frames) + 1
+    distance between two independent true samples). ``frames``: the predicted frames, numbered
+    from 1 (``numbering``); ``collisions`` per frame (array position i is frame i + 1)."""
+    shown = np.asarray(frames)
     fig = Figure(figsize=(11, 3.6), constrained_layout=True)
     axes = fig.subplots(1, 2)
     for ax, key, title in ((axes[0], "w1", "W1 of dx and dy (64-grid px)"),
@@ -93,7 +93,7 @@ def plot_distance(path: Path, frames, per_step: dict, collisions) -> Path:
         ax.plot(shown, per_step[key], "o-", label="model vs true")
         ax.plot(shown, per_step[f"{key}_floor"], "o:", color="0.5",
                 label="true vs true (noise floor)")  # fmt: skip
-        for k in np.flatnonzero(collisions):  # 0-based frame k: frame k+1 is the first after
+        for k in np.flatnonzero(collisions):  # position k is frame k+1; k+2 is the first after
             if shown[0] <= k + 2 <= shown[-1]:
                 ax.axvline(k + 2, color="C3", alpha=0.5, linestyle="--")
         ax.set(title=title, xlabel="predicted frame (from 1; dashed: first after a wall)")
@@ -105,7 +105,8 @@ def plot_distance(path: Path, frames, per_step: dict, collisions) -> Path:
 
 
 def analyze_trajectories(cfg: DictConfig) -> dict:
-    model, train_cfg = common.load_for(cfg, "trajectories", num_digits=1)
+    loaded = common.load_for(cfg, "trajectories", num_digits=1)
+    model, train_cfg = loaded.model, loaded.train_cfg
     n_past = cfg.n_past or int(model.hparams.n_past)
     n_future = cfg.n_future or int(model.hparams.n_future)
     if n_past < 1 or n_future < 1 or cfg.num_videos < 1 or cfg.num_samples < 1:
@@ -142,26 +143,31 @@ def analyze_trajectories(cfg: DictConfig) -> dict:
         "tv_floor": [total_variation(floor_d[:, j], true_d[:, j]) for j in range(n_future)],
     }
     summary = {k: float(np.mean(v)) for k, v in per_step.items()}
-    predicted = np.arange(n_past, n_past + n_future)
+    predicted = np.arange(n_past + 1, n_past + n_future + 1)  # frame numbers, from 1
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     doc = {
         "protocol": {
-            **common.protocol(cfg, train_cfg, digits),
+            **common.protocol(cfg, loaded, digits),
             "n_past": n_past,
             "n_future": n_future,
             "num_videos": n,
             "num_samples": s,
             "num_true": cfg.num_true,
             "units": "64-grid pixels; displacement into frame j = position(j) - position(j-1)",
-            "frame_numbers": "indices in this file are 0-based; the plots number frames from 1",
+            "frame_numbers": (
+                "frames are numbered from 1 (frame 1 is the first conditioning frame): "
+                "predicted_frame and collision_frames hold frame numbers; entry i of the "
+                "per_step lists and of the displacement counts is frame predicted_frame[i]; "
+                "entry i of positions is frame i + 1"
+            ),
             "w1": "scipy wasserstein_distance on dx and on dy, averaged",
             "tv": "total variation between the joint (dx, dy) histograms",
             "floor": "the same distance between two independent true samples, the model's size",
         },
         "trajectory": {
             "positions": traj.positions[:, 0],
-            "collision_frames": np.flatnonzero(traj.collisions[:, 0]),
+            "collision_frames": np.flatnonzero(traj.collisions[:, 0]) + 1,
         },
         "tracker_exact_fraction_ground_truth": tracker_exact,
         "predicted_frame": predicted,
@@ -185,11 +191,11 @@ def analyze_trajectories(cfg: DictConfig) -> dict:
         ),
     }
     common.log_results(
-        cfg, train_cfg, out, {f"analyze/trajectories/{k}": v for k, v in summary.items()},
+        cfg, loaded, out, {f"analyze/trajectories/{k}": v for k, v in summary.items()},
         {"trajectories_hist": paths["histograms"], "trajectories_distance": paths["distance_plot"]},
     )  # fmt: skip
     rows = [
-        [f"{f + 1}{' (after wall)' if traj.collisions[f - 1, 0] else ''}"]
+        [f"{f}{' (after wall)' if traj.collisions[f - 2, 0] else ''}"]
         + [per_step[k][j] for k in per_step]
         for j, f in enumerate(predicted)
     ]

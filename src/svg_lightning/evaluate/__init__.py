@@ -4,6 +4,7 @@ through ``Trainer.test`` (``python -m svg_lightning.evaluate ckpt_path=...``).""
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from hydra.utils import get_class, instantiate
@@ -11,8 +12,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import RichProgressBar
 
 from svg_lightning import runs
-from svg_lightning.checkpoint import load_model
-from svg_lightning.config import check_eval, check_model_fits_data
+from svg_lightning.checkpoint import describe, model_from, read_checkpoint, stored_config
+from svg_lightning.config import Checks, check_accelerator, check_eval, check_model_fits_data
 from svg_lightning.errors import ConfigError, InputError
 from svg_lightning.evaluate.report import FVD_SELECTION_RULE, report_run
 from svg_lightning.files import sha256
@@ -131,14 +132,19 @@ def data_class(train_cfg: DictConfig, given: str | None):
 
 def evaluate(cfg: DictConfig) -> tuple[dict, dict[str, Path]]:
     """Score ``cfg.ckpt_path``; returns the metrics document and the written paths (both empty
-    on processes other than rank 0)."""
+    on processes other than rank 0). Everything that can be checked is checked before the
+    evaluation folder or a logger exists."""
     ckpt = Path(cfg.ckpt_path)
-    model = load_model(ckpt)
-    train_cfg = runs.training_config(ckpt, cfg.train_config)
+    state = read_checkpoint(ckpt)
+    model = model_from(state, ckpt)
+    train_cfg = runs.training_config(ckpt, cfg.train_config, stored_config(state))
     data_cls = data_class(train_cfg, cfg.train_config)
     source = f"train_config={cfg.train_config}" if cfg.train_config else "its training config"
     check_model_fits_data(model.hparams, train_cfg.data, data_cls, source)
     settings = eval_settings(cfg, data_cls, model.hparams)
+    c = Checks()
+    check_accelerator(c, cfg.trainer)
+    c.raise_if_any("trainer settings")
     num_videos = cfg.eval.num_videos or data_cls.protocol["num_videos"]
     if settings.bn == "batch" and (
         cfg.eval.batch_size == 1 or num_videos % cfg.eval.batch_size == 1
@@ -162,21 +168,36 @@ def evaluate(cfg: DictConfig) -> tuple[dict, dict[str, Path]]:
         with open_dict(data_cfg):
             data_cfg.data_dir = cfg.data_dir
     datamodule = instantiate(data_cfg)
+    datamodule.check_available("test")
     lpips_net, i3d_net, perceptual = perceptual_networks(
         cfg.eval, data_cls.protocol, settings, model.hparams.image_size, num_videos
     )
+    checkpoint = describe(ckpt, state)
+    provenance = {
+        "eval": {
+            **OmegaConf.to_container(cfg.eval, resolve=True),
+            **asdict(settings),
+            "num_videos": num_videos,
+        },  # fmt: skip
+        "checkpoint": checkpoint,
+        "model": dict(model.hparams),
+        "data": OmegaConf.to_container(data_cfg, resolve=True),
+        "train_config": OmegaConf.to_container(train_cfg, resolve=True),
+    }
 
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     task = train_cfg.get("task_name", "model")
     loggers = instantiate_loggers(
-        cfg.get("logger") or train_cfg.get("logger"), out, f"{task}-eval", job_type="eval"
+        cfg.get("logger") or train_cfg.get("logger"), out, f"{task}-eval", "eval", train_cfg
     )
+    for lg in loggers:
+        lg.log_hyperparams(provenance)
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[RichProgressBar()])
     result = run_best_of_n(trainer, model, datamodule, settings, lpips_net, i3d_net)
     if not trainer.is_global_zero or result is None:
         return {}, {}
     return report_run(
-        out, model, result, settings, datamodule, loggers, ckpt, cfg.eval.grid_videos,
-        cfg.eval.grid_samples, label=task, extra=perceptual,
+        out, model, result, settings, datamodule, loggers, checkpoint, cfg.eval.grid_videos,
+        cfg.eval.grid_samples, label=task, extra=perceptual, provenance=provenance,
     )  # fmt: skip

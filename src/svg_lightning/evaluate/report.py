@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 
 import svg_lightning
 from svg_lightning.console import print_table
-from svg_lightning.files import sha256, write_json
+from svg_lightning.files import write_json
 from svg_lightning.loggers import log_media, log_scalars
 from svg_lightning.metrics import PSNR_RULE, SSIM_REFERENCE_RULE, SSIM_RULE, ssim
 from svg_lightning.metrics.best_of_n import BestOfNResult
@@ -165,7 +165,8 @@ def save_samples(
             shown,
             ["best (SSIM)", *(f"sample {k + 1}" for k in range(shown.shape[1] - 1))],
         ),  # fmt: skip
-        "animation": save_sample_gif(out / "samples.gif", cond, target, shown),
+        # Not samples.gif: its logger key (the file's stem) would be the grid's.
+        "animation": save_sample_gif(out / "samples_animation.gif", cond, target, shown),
     }
 
 
@@ -198,12 +199,19 @@ def print_report(metrics: dict, paths: dict[str, Path], label: str = "model") ->
     print_table(title, columns, rows, paths)
 
 
-def log_to_loggers(loggers, metrics: dict, paths: dict[str, Path], prefix: str) -> None:
-    """Summary numbers as metrics, plots and sample grids as media, where the logger can."""
-    log_scalars(loggers, {f"{prefix}/{k}": v["mean"] for k, v in metrics["summary"].items()})
+def log_to_loggers(
+    loggers, metrics: dict, paths: dict[str, Path], prefix: str, step: int | None = None
+) -> None:
+    """Summary numbers as metrics, plots and sample grids as media, where the logger can, all at
+    ``step``: the optimizer step of the scored checkpoint (numbering.py); None takes the
+    protocol's ``step``. A medium's key is ``<prefix>/<file stem>`` (``test/samples`` is
+    samples.png)."""
+    if step is None:
+        step = metrics["protocol"].get("step")
+    log_scalars(loggers, {f"{prefix}/{k}": v["mean"] for k, v in metrics["summary"].items()}, step)
     for key in ("curves_plot", "grid", "animation"):
         if key in paths:
-            log_media(loggers, f"{prefix}/{key}", paths[key])
+            log_media(loggers, f"{prefix}/{Path(paths[key]).stem}", paths[key], step)
 
 
 def report_run(
@@ -213,16 +221,18 @@ def report_run(
     settings: EvalSettings,
     datamodule,
     loggers,
-    ckpt_path: str | Path,
+    source: dict,
     grid_videos: int,
     grid_samples: int,
     label: str,
     extra: dict | None = None,
+    provenance: dict | None = None,
 ) -> tuple[dict, dict[str, Path]]:
     """Everything an evaluation writes, from the gathered numbers ``result``: metrics.json
-    (with the protocol), curves.csv, curves.png, samples.png/gif; logged and printed. Returns
-    the metrics document and the written paths."""
-    ckpt_path = str(ckpt_path or "")
+    (with the protocol, the checkpoint ``source`` — path, sha256 of the bytes scored, training
+    step — and the ``provenance``: the settings that decided the numbers), curves.csv,
+    curves.png, samples.png and samples_animation.gif; logged and printed. Returns the metrics
+    document and the written paths."""
     protocol = {
         "dataset": datamodule.name,
         "ssim_ref": SSIM_REFERENCE_RULE if settings.reference_ssim else None,
@@ -232,13 +242,16 @@ def report_run(
         "noise_seed": settings.seed,
         "bn": settings.bn,
         "model": model.hparams.variant,
-        "checkpoint": ckpt_path,
-        "checkpoint_sha256": sha256(ckpt_path) if ckpt_path and Path(ckpt_path).is_file() else None,
+        "checkpoint": str(source["path"]),
+        "checkpoint_sha256": source["sha256"],
+        "step": source["global_step"],
         **(extra or {}),
     }
     metrics = build_metrics(result, protocol)
+    if provenance is not None:
+        metrics["provenance"] = provenance
     paths = write_report(out, metrics, label)
     paths |= save_samples(out, model, datamodule.test_set, settings, grid_videos, grid_samples)
     log_to_loggers(loggers, metrics, paths, prefix="test")
-    print_report(metrics, {"checkpoint": ckpt_path, **paths}, label)
+    print_report(metrics, {"checkpoint": source["path"], **paths}, label)
     return metrics, paths

@@ -19,9 +19,10 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf, open_dict
 
+from svg_lightning.compose import compose_config
 from svg_lightning.errors import ConfigError, SVGError
 from svg_lightning.files import write_json
-from svg_lightning.train import compose_config, train
+from svg_lightning.train import train
 
 RECORD = "reproduce.json"  # in each step's folder: its settings, and its wall time once finished
 

@@ -14,11 +14,11 @@ from scipy import stats
 
 from svg_lightning import runs
 from svg_lightning.callbacks import TrainingCurves
+from svg_lightning.compose import compose_config
 from svg_lightning.errors import ConfigError
 from svg_lightning.evaluate import evaluate
 from svg_lightning.evaluate.report import BASELINES
 from svg_lightning.reproduce.seeds import Done, Progress, once, train_seed
-from svg_lightning.train import compose_config
 
 # model.variant -> the paper's name; conf/model option -> model.variant.
 LABELS = {"lp": "SVG-LP", "fp": "SVG-FP", "deterministic": "deterministic"}

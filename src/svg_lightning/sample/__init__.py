@@ -10,7 +10,8 @@ PIL's, used to prepare KTH). Frames ``start .. start+n_past-1`` condition the mo
 Outputs in ``out``: ``samples.npy`` float32 (S, n_future, C, H, W) in [0, 1] (S = 1 for the
 deterministic model), ``conditioning.npy`` (n_past, C, H, W), ``samples.gif`` (per time step
 the samples side by side: conditioning frames in green, then each sample's future in red) and
-``sample_XX.mp4`` per sample (conditioning frames then that future).
+``sample_NN.mp4`` per sample (conditioning frames then that future), numbered from 1 as
+everything a person reads (``numbering``): ``sample_01.mp4`` is ``samples.npy[0]``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from svg_lightning.console import progress
 from svg_lightning.devices import pick_device
 from svg_lightning.errors import ConfigError, InputError
 from svg_lightning.module import EvalSettings
+from svg_lightning.numbering import sample_file
 from svg_lightning.viz import COND, PRED, framed, tile, upscale
 
 ACCEPTED = "(T, H, W), (T, H, W, C) or (T, C, H, W) with C = 1 or 3, uint8 or float in [0, 1]"
@@ -197,9 +199,9 @@ def write_outputs(out: Path, cond: torch.Tensor, samples: torch.Tensor, fps: int
     np.save(paths["samples"], samples.float().cpu().numpy())
     np.save(paths["conditioning"], cond.float().cpu().numpy())
     paths["gif"] = save_gif(out / "samples.gif", cond, samples, fps)
-    for i, future in enumerate(samples):
-        paths[f"mp4_{i:02d}"] = save_mp4(
-            out / f"sample_{i:02d}.mp4", torch.cat([cond, future]), fps
+    for number, future in enumerate(samples, start=1):
+        paths[f"mp4_{number:02d}"] = save_mp4(
+            out / sample_file(number), torch.cat([cond, future]), fps
         )
     return paths
 

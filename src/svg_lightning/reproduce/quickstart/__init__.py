@@ -17,6 +17,7 @@ from omegaconf import OmegaConf, open_dict
 
 from svg_lightning import runs
 from svg_lightning.analyze import analyze
+from svg_lightning.compose import compose_config
 from svg_lightning.errors import InputError
 from svg_lightning.evaluate import evaluate
 from svg_lightning.evaluate.report import BASELINES
@@ -29,7 +30,6 @@ from svg_lightning.reproduce.seeds import (
     train_seed,
 )
 from svg_lightning.reproduce.study import LABELS
-from svg_lightning.train import compose_config
 
 SEEDS = (1234, 1, 2)
 MARKERS = ("<!-- quickstart-numbers:start -->", "<!-- quickstart-numbers:end -->")
