@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -21,11 +22,13 @@ import torch
 from svg_lightning.analyze import analyze
 from svg_lightning.callbacks import StopOnNonFiniteLoss
 from svg_lightning.checkpoint import read_checkpoint
-from svg_lightning.errors import CheckpointError, ConfigError, NonFiniteLossError
+from svg_lightning.cli import compare_main
+from svg_lightning.compose import compose_config
+from svg_lightning.errors import CheckpointError, ConfigError, InputError, NonFiniteLossError
 from svg_lightning.evaluate import evaluate
 from svg_lightning.files import write_json
-from svg_lightning.module import SVGModule
-from svg_lightning.sample import sample
+from svg_lightning.module import META_KEY, SVGModule
+from svg_lightning.sample import read_frames, sample
 from svg_lightning.train import train
 from tests.helpers import TINY, compose_cfg
 
@@ -109,6 +112,10 @@ def test_directory_and_random_bytes_are_named_without_unsafe_advice(tmp_path):
     with pytest.raises(CheckpointError) as err:
         read_checkpoint(junk)
     assert str(junk) in str(err.value) and "weights_only" not in str(err.value)
+    empty = tmp_path / "empty.ckpt"
+    empty.touch()
+    with pytest.raises(CheckpointError, match="is empty"):
+        read_checkpoint(empty)
 
 
 def test_resume_from_weights_that_do_not_fit_their_hyper_parameters(tmp_path, trained_run):
@@ -146,12 +153,13 @@ def test_sample_output_must_be_a_folder_and_stale_videos_go(tmp_path, trained_ru
     "override,needle",
     [("eval.num_videos=0", "eval.num_videos=0 must be an integer >= 1 or null"),
      ("eval.sample_chunk=0", "eval.sample_chunk=0 must be an integer >= 1 or null"),
-     ("eval.n_past=0", "eval.n_past=0 must be an integer >= 1")],
+     ("eval.n_past=0", "eval.n_past=0 must be an integer >= 1"),
+     (f"eval.seed={2**64}", f"eval.seed={2**64} must be an integer in [0, 4294967295]")],
 )  # fmt: skip
 def test_bad_evaluation_settings_are_named(tmp_path, trained_run, override, needle):
     cfg = compose_cfg(tmp_path, f"ckpt_path={trained_run / 'checkpoints' / 'last.ckpt'}", *EVAL,
                       override, config_name="eval")  # fmt: skip
-    with pytest.raises(ConfigError, match=needle):
+    with pytest.raises(ConfigError, match=re.escape(needle)):
         evaluate(cfg)
 
 
@@ -210,3 +218,160 @@ def test_sigterm_saves_exits_non_zero_and_resumes(tmp_path):
          "ckpt_path=last"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_a_checkpoint_of_another_dataset_is_named_even_with_the_same_frames(tmp_path, trained_run):
+    """KTH and SM-MNIST frames share size and channels: the dataset itself is compared."""
+    ckpt = copy_run(trained_run, tmp_path / "run")
+    edit_checkpoint(ckpt, lambda c: c[META_KEY]["train_config"]["data"].update(
+        _target_="svg_lightning.data.datamodules.KTHDataModule"))  # fmt: skip
+    given = trained_run / "config.yaml"  # SM-MNIST
+    cfg = compose_cfg(tmp_path, f"ckpt_path={ckpt}", *EVAL, f"train_config={given}",
+                      config_name="eval")  # fmt: skip
+    with pytest.raises(ConfigError, match="trained on KTHDataModule, but train_config="):
+        evaluate(cfg)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "override,needle",
+    [("seed=-1", "seed=-1 must be an integer in [0, 4294967295]"),
+     (f"seed={2**64}", f"seed={2**64} must be an integer in [0, 4294967295]"),
+     ("sample_chunk=0", "sample_chunk=0 must be an integer >= 1 or null")],
+)  # fmt: skip
+def test_bad_sampling_settings_are_named(tmp_path, trained_run, override, needle):
+    cfg = compose_cfg(tmp_path, f"ckpt_path={trained_run / 'checkpoints' / 'last.ckpt'}",
+                      f"input={tmp_path / 'none.npy'}", f"out={tmp_path / 'o'}", override,
+                      config_name="sample")  # fmt: skip
+    with pytest.raises(ConfigError) as err:
+        sample(cfg)
+    assert needle in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "command,overrides,needle",
+    [("prior", ["batch_size=0"], "batch_size=0 must be an integer >= 1"),
+     ("prior", ["lags=abc"], "lags='abc' must be a list of integers"),
+     ("prior", ["seed=-1"], "seed=-1 must be an integer in [0, 4294967295]"),
+     ("prior", ["burn_in=-3"], "burn_in=-3 must be an integer in [0, 98]"),
+     ("prior", ["burn_in=1000"], "burn_in=1000 must be an integer in [0, 98]"),
+     ("prior", ["lags=[1000]"], "lags[0]=1000 must be an integer in [-97, 98]"),
+     ("prior", ["seq_len=2"], "seq_len=2 must be an integer >= 3"),
+     ("trajectories", ["num_true=0"], "num_true=0 must be an integer >= 1"),
+     ("trajectories", ["plot_steps=0"], "plot_steps=0 must be an integer >= 1"),
+     ("trajectories", ["n_future=0"], "n_future=0 must be an integer >= 1 or null")],
+)  # fmt: skip
+def test_bad_analysis_settings_are_named_before_the_checkpoint_is_read(
+    tmp_path, command, overrides, needle
+):
+    cfg = compose_cfg(tmp_path, f"ckpt_path={tmp_path / 'absent.ckpt'}", f"command={command}",
+                      *overrides, config_name="analyze")  # fmt: skip
+    with pytest.raises(ConfigError) as err:
+        analyze(cfg)
+    assert needle in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "config_name,override,needle",
+    [("eval", "task_name=..", "task_name='..' must be a plain folder name"),
+     ("sample", "task_name=a/b", "task_name='a/b' must be a plain folder name"),
+     ("analyze", "task_name=.", "task_name='.' must be a plain folder name"),
+     ("eval", "eval.reference_ssim=no", "eval.reference_ssim='no' must be true or false"),
+     ("eval", "+trainer.inference_mode=maybe", "trainer.inference_mode='maybe' must be true")],
+)  # fmt: skip
+def test_every_command_refuses_a_run_folder_outside_logs_and_words_as_booleans(
+    config_name, override, needle
+):
+    """Checked where every command line is composed, before Hydra makes the run folder."""
+    with pytest.raises(ConfigError) as err:
+        compose_config(config_name, [override])
+    assert needle in str(err.value)
+
+
+def small_metrics_json(path: Path) -> Path:
+    """A metrics.json as an evaluation writes it, two predicted frames long."""
+    band = {"mean": [0.5, 0.4], "ci95": [0.01, 0.02]}
+    curves = {f"{m}_{k}": band for m in ("ssim", "psnr") for k in ("bestofN", "copy_last", "black")}
+    protocol = {"model": "lp", "dataset": "SMMNIST", "n_past": 2, "n_future": 2,
+                "num_samples": 2, "num_videos": 2}  # fmt: skip
+    summary = {k: {"mean": 0.5, "ci95": 0.01} for k in curves}
+    return write_json(path, {"protocol": protocol, "summary": summary, "curves": curves})
+
+
+@pytest.mark.parametrize(
+    "case,needle",
+    [("not_metrics", "is not an evaluation's metrics.json (no protocol, summary, curves)"),
+     ("not_utf8", "is not an evaluation's metrics.json"),
+     ("missing_folder", "does not exist; create it first"),
+     ("file_as_folder", "does not exist; create it first"),
+     ("no_png_suffix", "must name a .png file, e.g. --out"),
+     ("folder_as_out", "is a folder; name the .png file")],
+)  # fmt: skip
+def test_compare_names_bad_inputs_and_outputs(tmp_path, capsys, case, needle):
+    good = small_metrics_json(tmp_path / "metrics.json")
+    inputs, out = [good], tmp_path / "cmp.png"
+    if case == "not_metrics":
+        inputs = [write_json(tmp_path / "other.json", {"loss": 1.0})]
+    elif case == "not_utf8":
+        inputs = [tmp_path / "latin1.json"]
+        inputs[0].write_bytes(b'{"protocol": "\xe9t\xe9"}')
+    elif case == "missing_folder":
+        out = tmp_path / "nowhere" / "cmp.png"
+    elif case == "file_as_folder":
+        out = good / "cmp.png"
+    elif case == "no_png_suffix":
+        out = tmp_path / "cmp"
+    elif case == "folder_as_out":
+        out = tmp_path / "dir.png"
+        out.mkdir()
+    assert compare_main([*map(str, inputs), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1, err
+    assert not list(tmp_path.rglob("cmp*.png"))
+    assert compare_main([str(good), "--out", str(tmp_path / "ok.png")]) == 0
+    assert str(tmp_path / "ok.png") in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "sample", "prior", "trajectories"])
+def test_settings_that_need_more_memory_than_there_is_are_refused_first(
+    tmp_path, trained_run, command
+):
+    """Terabytes of frames: refused with the number and the fix, before any allocation."""
+    ckpt = f"ckpt_path={trained_run / 'checkpoints' / 'last.ckpt'}"
+    huge = 10**12
+    if command == "train":
+        run, cfg = train, compose_cfg(tmp_path, *TINY, *NO_MEDIA, f"model.val_num_samples={huge}")
+        fix = "lower data.batch_size, model.val_num_samples"
+    elif command == "evaluate":
+        run, cfg = evaluate, compose_cfg(tmp_path, ckpt, *EVAL, f"eval.num_samples={huge}",
+                                         config_name="eval")  # fmt: skip
+        fix = "lower eval.batch_size"
+    elif command == "sample":
+        npy = tmp_path / "clip.npy"
+        np.save(npy, np.zeros((4, 32, 32), np.float32))
+        run = sample
+        cfg = compose_cfg(tmp_path, ckpt, f"input={npy}", f"out={tmp_path / 'o'}",
+                          f"num_samples={huge}", "device=cpu", config_name="sample")  # fmt: skip
+        fix = "lower num_samples or n_future"
+    else:
+        run = analyze
+        cfg = compose_cfg(tmp_path, ckpt, f"command={command}", f"num_videos={huge}",
+                          "device=cpu", config_name="analyze")  # fmt: skip
+        fix = "lower num_videos"
+    with pytest.raises(ConfigError, match="GiB of cpu memory available") as err:
+        run(cfg)
+    assert fix in str(err.value)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "o").exists()
+
+
+def test_sample_reads_only_the_frames_it_uses_of_an_array(tmp_path):
+    """A long .npy is mapped, not loaded: only frames up to the last conditioning one are
+    converted and checked, so a NaN after them is no error."""
+    arr = np.random.default_rng(0).random((200, 32, 32), dtype=np.float32)
+    arr[150] = np.nan
+    np.save(tmp_path / "long.npy", arr)
+    frames = read_frames(tmp_path / "long.npy", limit=4)
+    assert frames.shape == (4, 1, 32, 32) and frames.dtype == np.float32
+    np.testing.assert_array_equal(frames[:, 0], arr[:4])
+    with pytest.raises(InputError, match=r"NaN or inf values in frame\(s\) \[150\]"):
+        read_frames(tmp_path / "long.npy")

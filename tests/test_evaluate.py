@@ -245,6 +245,27 @@ def test_cli_reports_a_bad_checkpoint_without_traceback(tmp_path, run_dir):
     assert "Traceback" not in r.stderr
 
 
+def test_the_checksum_is_of_the_bytes_loaded_not_of_the_file_after(tmp_path, run_dir, monkeypatch):
+    """A training still going replaces last.ckpt while it is evaluated: metrics.json must cite
+    the bytes that were scored, so the file is hashed as read, never again after loading."""
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes((run_dir / "checkpoints" / "last.ckpt").read_bytes())
+    (tmp_path / "run" / "config.yaml").write_bytes((run_dir / "config.yaml").read_bytes())
+    scored = sha256(ckpt)
+    real = torch.load
+
+    def load_while_training_saves(*args, **kwargs):
+        if ckpt.read_bytes() != b"a newer checkpoint":
+            ckpt.write_bytes(b"a newer checkpoint")  # the training's next save lands meanwhile
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", load_while_training_saves)
+    metrics, _ = evaluate(eval_cfg(tmp_path, ckpt))
+    assert sha256(ckpt) != scored  # the file did change under the evaluation
+    assert metrics["protocol"]["checkpoint_sha256"] == scored
+
+
 def test_missing_training_config_is_named(tmp_path, run_dir):
     """A checkpoint of an older version carries no training config; copied away from its run
     folder, the error says how to point at the config."""

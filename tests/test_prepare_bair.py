@@ -382,3 +382,24 @@ def test_a_second_run_into_the_same_folder_is_refused(tmp_path, raw):
     finally:
         os.close(fd)
     assert files_under(out) == [".index.json.abcdefgh.tmp"]
+
+
+def test_a_gzip_compressed_shard_is_read(tmp_path, raw):
+    """TensorFlow's TFRecordWriter with compression_type='GZIP' gzips the whole framed file."""
+    path = tmp_path / "raw" / "softmotion30_44k" / "train" / "traj_0_to_255.tfrecords"
+    path.write_bytes(gzip.compress(path.read_bytes()))
+    summary = prepare_bair(tmp_path / "raw", tmp_path / "out")
+    assert summary.skipped == [] and summary.videos == 8
+    arr = np.load(tmp_path / "out" / "bair" / "train" / "traj_0_to_255.npy")
+    np.testing.assert_array_equal(arr, raw["train", "traj_0_to_255"][0])
+
+
+def test_a_gzip_shard_cut_short_keeps_the_records_before_the_cut(tmp_path, raw):
+    path = tmp_path / "raw" / "softmotion30_44k" / "train" / "traj_0_to_255.tfrecords"
+    _, records = raw["train", "traj_0_to_255"]
+    path.write_bytes(gzip.compress(path.read_bytes())[:-2000])
+    summary = prepare_bair(tmp_path / "raw", tmp_path / "out")
+    ((item, why),) = summary.skipped
+    assert item == "train/traj_0_to_255.tfrecords record 2" and "later records are lost" in why
+    kept = np.load(tmp_path / "out" / "bair" / "train" / "traj_0_to_255.partial.npy")
+    np.testing.assert_array_equal(kept, raw["train", "traj_0_to_255"][0][:2])

@@ -16,12 +16,12 @@ from PIL import Image
 
 from svg_lightning.cli import prepare_main
 from svg_lightning.data.sources import kth
-from svg_lightning.errors import DataSourceError
+from svg_lightning.errors import ConfigError, DataSourceError
 from tests.helpers.fixtures import cut_avi, write_kth_videos, write_stored_zip
 
 # Mean absolute error allowed between prepared and written-then-resized frames, on 0-255. MJPEG at
-# qscale 1 measures about 0.02 here; resizing with nearest instead of bilinear gives 0.3 - 1, a
-# wrong channel, frame order or crop gives tens.
+# qscale 1 measures about 0.02 here; resizing with another filter (nearest, bilinear for bicubic)
+# gives 0.3 - 1, a wrong channel, frame order or crop gives tens.
 TOLERANCE = 0.25
 
 SEQUENCES = """\
@@ -42,8 +42,14 @@ def frames_for(seed: int, n: int) -> np.ndarray:
     return out
 
 
-def resized(frames: np.ndarray, size: int) -> np.ndarray:
-    img = [Image.fromarray(f).resize((size, size), Image.Resampling.BILINEAR) for f in frames]
+def resized(frames: np.ndarray, size: int, resize: str = "bicubic") -> np.ndarray:
+    """The written frames resized as the reference's ffmpeg does (libswscale's bicubic, through
+    PyAV), or with PIL's bilinear filter."""
+    if resize == "bicubic":
+        scale = [av.VideoFrame.from_ndarray(f, format="gray") for f in frames]
+        img = [f.reformat(size, size, interpolation="BICUBIC").to_ndarray() for f in scale]
+    else:
+        img = [Image.fromarray(f).resize((size, size), Image.Resampling.BILINEAR) for f in frames]
     return np.stack([np.asarray(i) for i in img])
 
 
@@ -108,6 +114,7 @@ def test_prepare(kth_src, tmp_path, size):
 
     index = json.loads((root / "index.json").read_text())
     assert (index["dataset"], index["size"], index["sequences_file"]) == ("kth", size, True)
+    assert index["resize"] == "bicubic"
     by_name = {v["name"]: v for v in index["videos"]}
     assert sorted(by_name) == sorted(VIDEOS)
     assert by_name["person21_boxing_d2"] == {
@@ -185,7 +192,8 @@ def test_resume_after_interrupt(kth_src, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         kth.prepare_kth(kth_src, tmp_path)
     root = tmp_path / "kth64"
-    assert [p.name for p in root.rglob("*") if p.is_file()] == [calls[0].name]
+    files = sorted(p.name for p in root.rglob("*") if p.is_file())
+    assert files == sorted([calls[0].name, kth.RESIZE_RECORD])
     assert not (root / "index.json").exists()
 
     monkeypatch.setattr(kth, "save_npy", real_save)
@@ -208,7 +216,10 @@ def test_interrupt_mid_write_leaves_no_partial_file(kth_src, tmp_path, monkeypat
     monkeypatch.setattr(np, "save", fail)
     with pytest.raises(KeyboardInterrupt):
         kth.prepare_kth(kth_src, tmp_path)
-    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+    # Only the record of the filter the next videos will use, which a rerun reads.
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == [
+        tmp_path / "kth64" / kth.RESIZE_RECORD
+    ]
 
 
 @pytest.mark.parametrize("make", ["missing", "empty", "unrelated"])
@@ -447,3 +458,59 @@ def test_umask_mode_and_stale_temporaries(kth_src, tmp_path, capsys):
     written = [out / "kth64" / "index.json", *videos.glob("*.npy")]
     assert len(written) == len(VIDEOS) + 1
     assert {stat.S_IMODE(p.stat().st_mode) for p in written} == {0o640}
+
+
+def test_videos_listed_in_sequences_but_in_no_archive_are_reported(kth_src, tmp_path, capsys):
+    """The real KTH lists person13_handclapping_d3 in 00sequences.txt but ships no such video."""
+    src = copy_of(kth_src, tmp_path)
+    seq = src / "docs" / kth.SEQUENCES_FILE
+    seq.write_text(SEQUENCES + "person13_handclapping_d3 frames 1-5\n")
+    assert prepare_main(["kth", "--src", str(src), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    at = out.index("listed, not found: 1")
+    assert out[at + 1] == f"  person13_handclapping_d3: listed in {seq} line 6, in no archive"
+    assert "skipped: 0" in out
+
+
+def test_frames_are_shrunk_with_ffmpegs_scaler_as_the_reference(kth_src, tmp_path):
+    """The reference's `ffmpeg -s 64x64` scales with libswscale's bicubic filter; decoding the same
+    AVI and scaling each frame with it (PyAV calls that libswscale) gives the prepared frames."""
+    kth.prepare_kth(kth_src, tmp_path)
+    avi = kth_src / "extracted" / "person01_handwaving_d1_uncomp.avi"
+    with av.open(str(avi)) as container:
+        want = [
+            f.reformat(64, 64, "gray", interpolation="BICUBIC").to_ndarray()
+            for f in container.decode(video=0)
+        ]
+    got = np.load(tmp_path / "kth64" / "videos" / "person01_handwaving_d1.npy")
+    np.testing.assert_array_equal(got, np.stack(want))
+
+
+def test_bilinear_resize_is_an_option_and_a_change_of_filter_converts_again(kth_src, tmp_path):
+    args = ["kth", "--src", str(kth_src), "--out", str(tmp_path), "--resize", "bilinear"]
+    assert prepare_main(args) == 0
+    root = tmp_path / "kth64"
+    assert index_of(tmp_path)["person01_boxing_d1"]["frames"] == 10
+    assert json.loads((root / "index.json").read_text())["resize"] == "bilinear"
+    got = np.load(root / "videos" / "person01_boxing_d1.npy")
+    for resize, same in (("bilinear", True), ("bicubic", False)):
+        error = np.abs(got.astype(float) - resized(frames_for(0, 10), 64, resize)).mean()
+        assert (error < TOLERANCE) == same, (resize, error)
+    summary = kth.prepare_kth(kth_src, tmp_path)  # the default, bicubic: nothing is reused
+    assert summary.reused == 0
+    assert summary.replaced == [
+        (f"{len(VIDEOS)} videos in {root / 'videos'}", "resized with bilinear; converted again "
+         "with bicubic")
+    ]  # fmt: skip
+    got = np.load(root / "videos" / "person01_boxing_d1.npy")
+    assert np.abs(got.astype(float) - resized(frames_for(0, 10), 64)).mean() < TOLERANCE
+    assert json.loads((root / "index.json").read_text())["resize"] == "bicubic"
+
+
+def test_videos_prepared_before_the_filter_was_recorded_count_as_bilinear(kth_src, tmp_path):
+    kth.prepare_kth(kth_src, tmp_path, resize="bilinear")
+    (tmp_path / "kth64" / kth.RESIZE_RECORD).unlink()
+    assert kth.prepare_kth(kth_src, tmp_path, resize="bilinear").reused == len(VIDEOS)
+    assert kth.prepare_kth(kth_src, tmp_path).reused == 0
+    with pytest.raises(ConfigError, match="resize='area' is not a KTH resize filter"):
+        kth.prepare_kth(kth_src, tmp_path, resize="area")

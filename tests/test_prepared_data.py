@@ -216,7 +216,9 @@ def test_an_empty_split_is_refused(tmp_path, dataset, empty):
 def test_a_damaged_index_or_missing_file_is_refused(tmp_path):
     make_bair(tmp_path)
     (tmp_path / "bair" / "test" / "traj_0_to_255.npy").unlink()
-    with pytest.raises(DataNotPreparedError, match="test/traj_0_to_255.npy, listed in .* does not"):
+    with pytest.raises(
+        DataNotPreparedError, match="test shard 0: .*test/traj_0_to_255.npy does not exist"
+    ):
         BAIRDataModule(str(tmp_path), n_past=2, n_future=2).setup("fit")
     (tmp_path / "bair" / "index.json").write_text('{"dataset": "ba')
     with pytest.raises(DataNotPreparedError, match="index.json cannot be read .*prepare bair"):
@@ -246,3 +248,146 @@ def test_an_output_folder_that_cannot_be_written_is_refused_up_front(
     assert err.startswith(f"error: cannot write to the output folder {folder}: Not a directory")
     assert "--out" in err and "\n" not in err and "Traceback" not in err
     assert blocker.read_text() == "not a folder"
+
+
+def _edit_index(folder, edit):
+    index = json.loads((folder / "index.json").read_text())
+    edit(index)
+    (folder / "index.json").write_text(json.dumps(index))
+
+
+def _resave(path, convert):
+    np.save(path, convert(np.load(path)))
+
+
+KTH_VIDEO = "videos/person21_boxing_d1.npy"  # test video 2 of make_kth, 45 frames
+KTH_TAMPERING = {
+    "float32 in [0, 1]": (
+        lambda f: _resave(f / KTH_VIDEO, lambda a: a.astype(np.float32) / 255),
+        "video 2 (person21_boxing_d1): {root}/" + KTH_VIDEO + " holds float32 (45, 64, 64), "
+        "expected uint8 (N, 64, 64)",
+    ),
+    "uint16": (lambda f: _resave(f / KTH_VIDEO, lambda a: a.astype(np.uint16)), "holds uint16"),
+    "128 x 128 arrays": (
+        lambda f: _resave(f / KTH_VIDEO, lambda a: np.repeat(np.repeat(a, 2, 1), 2, 2)),
+        "holds uint8 (45, 128, 128), expected uint8 (N, 64, 64)",
+    ),
+    "RGB arrays": (
+        lambda f: _resave(f / KTH_VIDEO, lambda a: np.stack([a] * 3, -1)),
+        "holds uint8 (45, 64, 64, 3)",
+    ),
+    "fewer frames than listed": (
+        lambda f: _resave(f / KTH_VIDEO, lambda a: a[:40]),
+        "video 2 (person21_boxing_d1): lists 45 frames, but {root}/" + KTH_VIDEO + " holds 40",
+    ),
+    "a truncated .npy": (
+        lambda f: (f / KTH_VIDEO).write_bytes((f / KTH_VIDEO).read_bytes()[:-100]),
+        "{root}/" + KTH_VIDEO + " is not a readable .npy array",
+    ),
+    "a padded .npy": (
+        lambda f: (f / KTH_VIDEO).write_bytes((f / KTH_VIDEO).read_bytes() + bytes(64)),
+        "is 184512 bytes long, but its header describes 184448",
+    ),
+    "frame count too high": (
+        lambda f: _edit_index(f, lambda i: i["videos"][2].update(frames=99)),
+        "lists 99 frames, but",
+    ),
+    "a split named val": (
+        lambda f: _edit_index(f, lambda i: i["videos"][2].update(split="val")),
+        "video 2 (person21_boxing_d1): split 'val' is neither 'train' nor 'test'",
+    ),
+    "no split key": (
+        lambda f: _edit_index(f, lambda i: i["videos"][2].pop("split")),
+        "split None is neither",
+    ),
+    "frames as a string": (
+        lambda f: _edit_index(f, lambda i: i["videos"][2].update(frames="45")),
+        "frames '45' is not a count of frames",
+    ),
+    "a video listed again": (
+        lambda f: _edit_index(f, lambda i: i["videos"].append(i["videos"][2])),
+        "video 4 (person21_boxing_d1): " + KTH_VIDEO + " is listed again (first as video 2 ",
+    ),
+    "a file outside the data folder": (
+        lambda f: _edit_index(f, lambda i: i["videos"][2].update(file="../../outside.npy")),
+        "'file' '../../outside.npy' lies outside {root}",
+    ),
+    "no video list": (lambda f: _edit_index(f, lambda i: i.pop("videos")), "'videos' is a list"),
+}
+
+
+@pytest.mark.parametrize("case", KTH_TAMPERING)
+def test_tampered_kth_data_is_refused_naming_the_file_and_the_fix(tmp_path, case):
+    make_kth(tmp_path)
+    dm = KTHDataModule(str(tmp_path), n_past=2, n_future=2)
+    tamper, expected = KTH_TAMPERING[case]
+    tamper(dm.root)
+    with pytest.raises(DataNotPreparedError) as err:
+        dm.check_available("fit")
+    msg = str(err.value)
+    assert msg.startswith(f"{dm.root / 'index.json'}: ") and "\n" not in msg
+    assert expected.format(root=dm.root) in msg
+    assert msg.endswith(f"prepare the KTH data again with: {dm.prepare_command()}")
+
+
+BAIR_SHARD = "train/traj_0_to_255.npy"  # train shard 0 of make_bair: 3 videos
+BAIR_TAMPERING = {
+    "float32 in [0, 1]": (
+        lambda f: _resave(f / BAIR_SHARD, lambda a: a.astype(np.float32) / 255),
+        "train shard 0: {root}/" + BAIR_SHARD + " holds float32 (3, 30, 64, 64, 3), "
+        "expected uint8 (N, 30, 64, 64, 3)",
+    ),
+    "fewer rows than listed": (
+        lambda f: _resave(f / BAIR_SHARD, lambda a: a[:2]),
+        "train shard 0: lists 3 videos, but {root}/" + BAIR_SHARD + " holds 2",
+    ),
+    "grey shards": (lambda f: _resave(f / BAIR_SHARD, lambda a: a[..., 0]), "(3, 30, 64, 64),"),
+    "10-frame videos": (lambda f: _resave(f / BAIR_SHARD, lambda a: a[:, :10]), "(3, 10, 64"),
+    "a split named val": (
+        lambda f: _edit_index(f, lambda i: i["splits"].update(val=i["splits"]["test"])),
+        "split 'val' is neither 'train' nor 'test'",
+    ),
+    "no test split": (
+        lambda f: _edit_index(f, lambda i: i["splits"].pop("test")),
+        "the BAIR test split is empty: index.json lists no test video",
+    ),
+    "a shard listed again": (
+        lambda f: _edit_index(f, lambda i: i["splits"]["test"].append(i["splits"]["train"][0])),
+        "test shard 1: " + BAIR_SHARD + " is listed again (first as train shard 0)",
+    ),
+    "videos as a string": (
+        lambda f: _edit_index(f, lambda i: i["splits"]["train"][0].update(videos="3")),
+        "train shard 0: videos '3' is not a count",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAIR_TAMPERING)
+def test_tampered_bair_data_is_refused_naming_the_file_and_the_fix(tmp_path, case):
+    make_bair(tmp_path)
+    dm = BAIRDataModule(str(tmp_path), n_past=2, n_future=28)
+    tamper, expected = BAIR_TAMPERING[case]
+    tamper(dm.root)
+    with pytest.raises(DataNotPreparedError) as err:
+        dm.check_available("test")
+    msg = str(err.value)
+    assert msg.startswith(f"{dm.root / 'index.json'}: ") and "\n" not in msg
+    assert expected.format(root=dm.root) in msg
+    assert msg.endswith(f"prepare the BAIR data again with: {dm.prepare_command()}")
+
+
+def test_every_problem_is_reported_at_once_one_line_each(tmp_path):
+    make_kth(tmp_path)
+    dm = KTHDataModule(str(tmp_path), n_past=2, n_future=2)
+    _resave(dm.root / KTH_VIDEO, lambda a: a.astype(np.float32))
+    (dm.root / "videos" / "person01_boxing_d1.npy").unlink()
+    _edit_index(dm.root, lambda i: i["videos"][3].update(split="val"))
+    with pytest.raises(DataNotPreparedError) as err:
+        dm.setup("fit")
+    lines = str(err.value).splitlines()
+    assert lines[0] == f"{dm.root / 'index.json'} does not describe usable KTH data (3 problems):"
+    assert lines[1].startswith("  video 0 (person01_boxing_d1): ") and "does not exist" in lines[1]
+    assert lines[2].startswith("  video 2 (person21_boxing_d1): ") and "holds float32" in lines[2]
+    assert lines[3] == "  video 3 (person22_boxing_d1): split 'val' is neither 'train' nor 'test'"
+    assert lines[4] == f"prepare the KTH data again with: {dm.prepare_command()}"
+    assert len(lines) == 5

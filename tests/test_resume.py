@@ -190,7 +190,11 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_cfg, m
 
 
 @pytest.mark.slow
-def test_sigkill_mid_run_then_resume_finishes(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_killed_or_interrupted_mid_run_then_resume_finishes(tmp_path, sig):
+    """SIGKILL: the last periodic last.ckpt survives whole. Ctrl-C (SIGINT; SIGTERM:
+    tests/test_bad_input.py): the batch under way finishes and is saved, exit 130 with the way to
+    resume."""
     env = {**os.environ, "SVG_ROOT": str(tmp_path), "WANDB_MODE": "offline"}
     args = [
         *TINY,
@@ -200,23 +204,30 @@ def test_sigkill_mid_run_then_resume_finishes(tmp_path):
         "trainer.val_check_interval=100",
         "callbacks.last_checkpoint.every_n_train_steps=5",
     ]
-    proc = subprocess.Popen([sys.executable, "-m", "svg_lightning", *args], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    runs = tmp_path / "logs" / "quickstart" / "runs"
-    deadline = time.time() + 300
-    while not list(runs.glob("*/checkpoints/last.ckpt")) and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(1.0)  # let it run on, and maybe be mid-write, when killed
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    log = tmp_path / "output.txt"
+    with log.open("w") as output:
+        proc = subprocess.Popen([sys.executable, "-m", "svg_lightning", *args], cwd=tmp_path,
+                                env=env, stdout=output, stderr=subprocess.STDOUT)  # fmt: skip
+        runs = tmp_path / "logs" / "quickstart" / "runs"
+        deadline = time.time() + 300
+        while not list(runs.glob("*/checkpoints/last.ckpt")) and time.time() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)  # let it run on, and maybe be mid-write, when killed
+        proc.send_signal(sig)
+        proc.wait(timeout=300)
     (ckpt,) = runs.glob("*/checkpoints/last.ckpt")
     killed_at = torch.load(ckpt, weights_only=True)["global_step"]
     assert 0 < killed_at < 400
-    cmd = [sys.executable, "-m", "svg_lightning", *args, "ckpt_path=last"]
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130, log.read_text()[-3000:]
+        assert f"stopped by Ctrl-C (SIGINT) at step {killed_at}; saved {ckpt}" in log.read_text()
+    # A few steps more are enough to show the resume goes on (the last of several overrides wins).
+    cmd = [sys.executable, "-m", "svg_lightning", *args, "ckpt_path=last",
+           f"trainer.max_steps={killed_at + 3}"]  # fmt: skip
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     finals = [
         torch.load(p, weights_only=True)["global_step"]
         for p in runs.glob("*/checkpoints/last.ckpt")
     ]
-    assert sorted(finals) == [killed_at, 400]
+    assert sorted(finals) == [killed_at, killed_at + 3]

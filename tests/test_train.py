@@ -251,8 +251,8 @@ def test_cli_rejects_bad_settings_before_training(tmp_path):
     assert r.returncode == 2
     assert "n_past=0 must be an integer >= 1" in r.stderr + r.stdout
     assert "Traceback" not in r.stderr
-    # Hydra had made the run folder; refused before anything was written, it is gone again.
-    assert not list((tmp_path / "logs" / "quickstart" / "runs").iterdir())
+    # Refused before Hydra made a run folder: nothing under logs/.
+    assert not (tmp_path / "logs").exists()
     r = _cli(tmp_path, "+experiment=kth_lp", "logger=csv", "trainer.accelerator=cpu")
     assert r.returncode == 2 and "KTH data is not prepared" in r.stderr + r.stdout
 
@@ -288,25 +288,25 @@ def test_cli_misspelt_option_fails_before_running(tmp_path, override, group, opt
     r = _cli(tmp_path, *TINY, override)
     out = r.stderr + r.stdout
     assert r.returncode != 0
-    assert f"Could not find '{group}/{override.split('=')[1]}'" in out
-    assert f"Available options in '{group}'" in out and option in out
+    assert out.startswith(f"error: {override} is not an option of {group}; options: ")
+    assert option in out and len(out.splitlines()) == 1 and "Traceback" not in out
     assert not (tmp_path / "logs").exists()  # nothing ran
 
 
 @pytest.mark.slow
 def test_cli_debug_run_is_never_resumed_by_a_real_run(tmp_path):
     default_logger = [o for o in TINY if not o.startswith("logger=")]  # W&B
-    r = _cli(tmp_path, *default_logger, "debug=fdr")
+    r = _cli(tmp_path, *default_logger, "debug=default")
     assert r.returncode == 0, r.stderr[-3000:]
     (debug_run,) = (tmp_path / "logs" / "debug" / "quickstart" / "runs").iterdir()
-    assert (debug_run / "checkpoints" / "last.ckpt").is_file()  # Lightning's, at the end of fit
+    assert (debug_run / "checkpoints" / "last.ckpt").is_file()
     assert not (debug_run / "wandb").exists()
     assert not (tmp_path / "logs" / "quickstart").exists()
     r = _cli(tmp_path, *TINY, "ckpt_path=last")
     out = r.stderr + r.stdout
     assert r.returncode == 2 and "ckpt_path=last: no checkpoints/last.ckpt under" in out
     assert str(tmp_path / "logs" / "quickstart") in out.replace("\n", "")
-    assert not list((tmp_path / "logs" / "quickstart" / "runs").iterdir())  # refused: removed
+    assert not (tmp_path / "logs" / "quickstart").exists()  # refused: its folder removed
 
 
 @pytest.mark.slow

@@ -8,7 +8,11 @@ at step 10.
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,7 +25,7 @@ from matplotlib.figure import Figure
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from svg_lightning import runs
-from svg_lightning.errors import NonFiniteLossError
+from svg_lightning.errors import NonFiniteLossError, PreemptedError
 from svg_lightning.loggers import log_media
 from svg_lightning.models.losses import kl_per_video_step
 from svg_lightning.module import META_KEY
@@ -222,11 +226,54 @@ class RecordTrainingConfig(pl.Callback):
 
 class SaveOnSigterm(pl.Callback):
     """On SIGTERM (SLURM's warning before preemption or the time limit) Lightning stops at the
-    end of the current batch; this saves ``last.ckpt`` there, so nothing done is lost."""
+    end of the current batch; this saves ``last.ckpt`` there, so nothing done is lost.
+
+    A first Ctrl-C (SIGINT) during fit takes the same way: it is turned into a SIGTERM of this
+    process, so the batch under way finishes and is saved rather than torn mid-step; ``signal``
+    then says which one stopped the run. A second Ctrl-C stops at once, unsaved."""
+
+    def __init__(self):
+        self.signal: signal.Signals | None = None
+        self._previous = None
+
+    def _on_sigint(self, signum, frame) -> None:
+        self.signal = signal.SIGINT
+        signal.signal(signal.SIGINT, self._previous)  # the next Ctrl-C is not deferred
+        signal.raise_signal(signal.SIGTERM)
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module) -> None:
+        self.signal = None
+        # Signal handlers can only be set in the main thread (not e.g. in a notebook's worker).
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
+        if self._previous is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, self._previous)
+        self._previous = None
 
     def on_exception(self, trainer: pl.Trainer, pl_module, exception: BaseException) -> None:
-        if isinstance(exception, SIGTERMException) and not trainer.fast_dev_run:
-            trainer.save_checkpoint(runs.last_checkpoint(trainer.default_root_dir))
+        self._restore()
+        if isinstance(exception, SIGTERMException):
+            self.signal = self.signal or signal.SIGTERM
+            if not trainer.fast_dev_run:
+                trainer.save_checkpoint(runs.last_checkpoint(trainer.default_root_dir))
+
+
+@contextmanager
+def stopped_by_sigterm(what: str, fix: str = "rerun the same command") -> Iterator[None]:
+    """Around ``trainer.test``: Lightning stops its loops on SIGTERM by raising SIGTERMException,
+    a SystemExit without a code, which would end the command with exit 0 and no results, as if
+    it had finished. Raised instead: PreemptedError (exit 143) saying ``what`` was stopped."""
+    try:
+        yield
+    except SIGTERMException:
+        raise PreemptedError(
+            f"stopped by SIGTERM during {what}: no results were written; {fix}"
+        ) from None
 
 
 class StopOnNonFiniteLoss(pl.Callback):

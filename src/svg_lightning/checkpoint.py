@@ -31,12 +31,18 @@ def read_checkpoint(path: str | Path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     data = path.read_bytes()
+    if not data:
+        raise CheckpointError(
+            f"checkpoint {path} is empty (0 bytes): a copy or a save that did not finish; use "
+            "another checkpoint or copy it again"
+        )
     check_zip_crcs(io.BytesIO(data), path)
     try:
         ckpt = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for damaged zip/pickle data
         # torch's own text may advise weights_only=False: never pass that on for a user's file.
-        detail = "" if "weights_only" in str(err) else f": {str(err).splitlines()[0][:200]}"
+        first = (str(err).splitlines() or [""])[0][:200]  # EOFError's text can be empty
+        detail = "" if "weights_only" in str(err) or not first else f": {first}"
         raise CheckpointError(
             f"checkpoint {path} cannot be read as a PyTorch checkpoint (truncated, corrupt or "
             f"another kind of file): {type(err).__name__}{detail}"

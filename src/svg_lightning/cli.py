@@ -29,15 +29,18 @@ from hydra._internal.utils import get_args_parser
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from svg_lightning import runs
 from svg_lightning.analyze import COMMANDS as ANALYSES
 from svg_lightning.analyze import analyze
 from svg_lightning.compose import checked_config
 from svg_lightning.config import config_dir
 from svg_lightning.convert import convert
 from svg_lightning.data.prepare import prepare
+from svg_lightning.data.sources.kth import RESIZE
 from svg_lightning.errors import SVGError
 from svg_lightning.evaluate import evaluate
 from svg_lightning.evaluate.compare import compare
+from svg_lightning.files import check_writable, output_error
 from svg_lightning.help import Command, analyses_section, command_help, svg_usage
 from svg_lightning.loggers import finish_wandb
 from svg_lightning.reproduce import study
@@ -53,10 +56,14 @@ quiet_known_warnings()  # every command: the messages that are not true of this 
 
 def guarded(command: Callable, *args, hydra_logging: bool = True):
     """Run ``command``; an SVGError becomes its one-line message and exit code (through the
-    Hydra job log, or on stderr for the argparse commands). W&B is finished either way."""
+    Hydra job log, or on stderr for the argparse commands), and so does a write that failed for
+    lack of space or permission (``files.output_error``). W&B is finished either way."""
     try:
         return command(*args)
-    except SVGError as err:
+    except Exception as raised:
+        err = raised if isinstance(raised, SVGError) else output_error(raised)
+        if err is None:
+            raise
         if hydra_logging:
             log.error("%s", err)
         else:
@@ -75,6 +82,21 @@ def _returning_code(command: Callable, *args) -> tuple[int, object]:
         return stop.code, None
 
 
+def output_places(cfg: DictConfig, overrides: list[str], multirun: bool) -> list[tuple]:
+    """(setting, folder) of every place a Hydra command writes: its run folder (the job log
+    goes there before the command starts, so it is checked before Hydra runs) and sample's
+    ``out``. A run folder given with interpolations is Hydra's to resolve, and is not checked."""
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    given = {o.split("=", 1)[0]: o.split("=", 1)[1] for o in overrides if "=" in o}
+    if key in given:
+        places = [] if "${" in given[key] else [(key, Path(given[key]))]
+    else:  # the default run folder is under the log folder
+        places = [("paths.log_dir", Path(cfg.paths.log_dir))]
+    if "out" in cfg and isinstance(cfg.out, str):
+        places.append(("out", Path(cfg.out)))
+    return places
+
+
 def precheck(config_name: str) -> None:
     """Refuse a bad command line (see ``compose.checked_config``) before Hydra makes a run
     folder: one line per problem on stderr, exit 2. Hydra's own flags (--help, --cfg, ...)
@@ -83,7 +105,9 @@ def precheck(config_name: str) -> None:
     if args.help or args.hydra_help or args.cfg or args.info or args.shell_completion:
         return
     try:
-        checked_config(config_name, args.overrides, multirun=args.multirun)
+        cfg = checked_config(config_name, args.overrides, multirun=args.multirun)
+        for setting, path in output_places(cfg, args.overrides, args.multirun):
+            check_writable(path, setting)
     except SVGError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(err.exit_code) from None
@@ -95,10 +119,9 @@ def remove_refused_run_folder(cfg: DictConfig) -> None:
     empty go too, up to the log folder."""
     hc = HydraConfig.get()
     out = Path(hc.runtime.output_dir)
-    if not out.is_dir() or {p.name for p in out.iterdir()} - {
-        hc.output_subdir,
-        f"{hc.job.name}.log",
-    }:
+    made_before = {hc.output_subdir, f"{hc.job.name}.log", runs.LOCK}
+    # A folder held by another live process is its, even before it has written anything there.
+    if not out.is_dir() or runs.in_use(out) or {p.name for p in out.iterdir()} - made_before:
         return
     shutil.rmtree(out, ignore_errors=True)
     stop = Path(OmegaConf.select(cfg, "paths.log_dir", default="logs")).resolve().parent
@@ -171,11 +194,14 @@ def prepare_main(argv: list[str] | None = None) -> int:
     )
     kth.add_argument("--out", type=Path, required=True, help="data folder (data.data_dir)")
     kth.add_argument("--size", type=int, choices=(64, 128), default=64)
+    kth.add_argument("--resize", choices=RESIZE, default=RESIZE[0],
+                     help="frame scaler: bicubic (libswscale, as the reference's ffmpeg -s) or "
+                     "bilinear (PIL)")  # fmt: skip
     bair = sub.add_parser("bair", help="bair_robot_pushing_dataset_v0.tar or softmotion30_44k/")
     bair.add_argument("--src", type=Path, required=True, help="the tar, or the extracted folder")
     bair.add_argument("--out", type=Path, required=True, help="data folder (data.data_dir)")
     args = parser.parse_args(argv)
-    options = {"size": args.size} if args.dataset == "kth" else {}
+    options = {"size": args.size, "resize": args.resize} if args.dataset == "kth" else {}
     try:
         code, summary = _returning_code(prepare, args.dataset, args.src, args.out, options)
     except KeyboardInterrupt:

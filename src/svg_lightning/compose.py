@@ -16,7 +16,7 @@ from hydra.errors import HydraException, MissingConfigException, OverrideParseEx
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from svg_lightning.config import check_keys, config_dir
+from svg_lightning.config import check_command, check_keys, config_dir
 from svg_lightning.errors import ConfigError
 
 # Config folders that are building blocks of the others, not options a user picks.
@@ -144,6 +144,7 @@ def checked_config(
     except (HydraException, OmegaConfBaseException, ValueError) as err:
         raise ConfigError(_hydra_error(err, parsed, config_name)) from None
     check_keys(cfg, added_keys(parsed))
+    check_command(cfg)
     missing = missing_keys(OmegaConf.to_container(cfg, resolve=False)) if complete else []
     if missing:
         raise ConfigError(

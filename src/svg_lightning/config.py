@@ -8,19 +8,23 @@ from __future__ import annotations
 import difflib
 import inspect
 import math
+import os
 from pathlib import Path
 
 import torch
 from hydra.utils import get_class, get_object
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from svg_lightning.devices import check_memory
 from svg_lightning.errors import ConfigError
 from svg_lightning.models.batchnorm import BN_STATS
 from svg_lightning.models.config import SVGConfig
 from svg_lightning.models.svg import TIME_CHUNK_VALUES, is_time_chunk
 from svg_lightning.module import SVGModule
 
-PRECISIONS = ("32", "32-true", "16-mixed", "bf16-mixed", "64", "64-true", "16-true", "bf16-true")
+# No 64-bit precisions: the model's index_put of float32 frames fails under them.
+PRECISIONS = ("32", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true")
+SEED_MAX = 2**32 - 1  # numpy's seeds (the data's and the analyses' generators) are 32-bit
 # The LightningModule's own settings; the rest of ``model`` is the architecture (SVGConfig).
 TRAINING_SETTINGS = tuple(inspect.signature(SVGModule.__init__).parameters)[1:-1]
 
@@ -39,12 +43,25 @@ class Checks:
     def __init__(self):
         self.errors: list[str] = []
 
-    def integer(self, name: str, value, low: int = 1, none_ok: bool = False) -> None:
+    def integer(self, name: str, value, low: int = 1, none_ok: bool = False,
+                high: int | None = None) -> None:  # fmt: skip
         if value is None and none_ok:
             return
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        ok = not isinstance(value, bool) and isinstance(value, int) and value >= low
+        if not ok or high is not None and value > high:
             also = " or null" if none_ok else ""
-            self.errors.append(f"{name}={value!r} must be an integer >= {low}{also}")
+            within = f"in [{low}, {high}]" if high is not None else f">= {low}"
+            self.errors.append(f"{name}={value!r} must be an integer {within}{also}")
+
+    def seed(self, name: str, value) -> None:
+        self.integer(name, value, low=0, high=SEED_MAX)
+
+    def boolean(self, name: str, value, none_ok: bool = False) -> None:
+        """Hydra reads true/false as booleans; any other word (no, maybe, ...) stays a string,
+        which Python would take as true."""
+        if not isinstance(value, bool) and not (value is None and none_ok):
+            also = ", or null" if none_ok else ""
+            self.errors.append(f"{name}={value!r} must be true or false{also}")
 
     def number(self, name: str, value, low: float, high: float = math.inf, *,
                low_open: bool = False, high_open: bool = True) -> None:  # fmt: skip
@@ -170,6 +187,17 @@ def check_keys(cfg: DictConfig, added: list[str] = ()) -> None:
         raise ConfigError("unknown settings:\n  - " + "\n  - ".join(errors))
 
 
+def trainer_device(trainer_cfg) -> torch.device:
+    """The device a Trainer with these settings computes on (its first, for memory checks)."""
+    accelerator = str(trainer_cfg.get("accelerator"))
+    gpu = accelerator in ("gpu", "cuda") or accelerator == "auto" and torch.cuda.is_available()
+    return torch.device("cuda" if gpu and torch.cuda.is_available() else "cpu")
+
+
+def frame_shape(arch: SVGConfig) -> tuple[int, int, int]:
+    return arch.channels, arch.image_size, arch.image_size
+
+
 def check_accelerator(c: Checks, trainer_cfg) -> None:
     accelerator = str(trainer_cfg.get("accelerator"))
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
@@ -183,6 +211,100 @@ def check_accelerator(c: Checks, trainer_cfg) -> None:
     c.choice("trainer.precision", precision, PRECISIONS)
 
 
+# The arguments of each callback that its class only checks when training reaches them (after
+# the run folder exists), by class name; the yaml files in conf/callbacks/ describe them.
+CALLBACK_RULES = {
+    "VideoSamples": {
+        "num_sequences": lambda c, n, v: c.integer(n, v),
+        "num_samples": lambda c, n, v: c.integer(n, v),
+        "every_n_validations": lambda c, n, v: c.integer(n, v),
+    },
+    "LastCheckpoint": {"every_n_train_steps": lambda c, n, v: c.integer(n, v, none_ok=True)},
+    "EarlyStopping": {
+        "patience": lambda c, n, v: c.integer(n, v, low=0),
+        "min_delta": lambda c, n, v: c.number(n, v, 0),
+        "mode": lambda c, n, v: c.choice(n, v, ("min", "max")),
+    },
+    "ModelCheckpoint": {
+        "save_top_k": lambda c, n, v: c.integer(n, v, low=-1),
+        "mode": lambda c, n, v: c.choice(n, v, ("min", "max")),
+        "every_n_train_steps": lambda c, n, v: c.integer(n, v, low=0, none_ok=True),
+        "save_last": lambda c, n, v: c.choice(n, v, (True, False, None, "link")),
+    },
+}
+
+
+def check_callbacks(c: Checks, callbacks_cfg) -> None:
+    for name, node in (callbacks_cfg or {}).items():
+        if not isinstance(node, DictConfig) or not isinstance(node.get("_target_"), str):
+            continue
+        rules = CALLBACK_RULES.get(node._target_.rpartition(".")[2], {})
+        for key, rule in rules.items():
+            if key in node:
+                rule(c, f"callbacks.{name}.{key}", node.get(key))
+
+
+def _bool_kind(param: inspect.Parameter) -> str | None:
+    """'strict' for an argument annotated bool, 'nullable' for Optional[bool], else None (a
+    union with other types, e.g. Lightning's deterministic="warn", is the target's to check)."""
+    a = param.annotation
+    if a in (bool, "bool") or a is param.empty and isinstance(param.default, bool):
+        return "strict"
+    if a == bool | None or a in ("bool | None", "Optional[bool]"):
+        return "nullable"
+    return None
+
+
+def boolean_arguments(target: str) -> dict[str, str]:
+    """The arguments of ``target`` (a class or function path) that take a bool -> their kind."""
+    try:
+        obj = get_object(target)
+    except Exception:  # Hydra raises several types; instantiating reports the bad path
+        return {}
+    params = inspect.signature(obj.__init__ if inspect.isclass(obj) else obj).parameters
+    return {n: kind for n, p in params.items() if (kind := _bool_kind(p))}
+
+
+# Booleans outside any _target_ node (those inside one are found from its signature).
+PLAIN_BOOLEANS = ("summary.enabled", "extras.print_config", "eval.reference_ssim")
+
+
+def check_booleans(c: Checks, cfg: DictConfig) -> None:
+    """Every boolean setting must be true or false: ``summary.enabled=no`` would run the
+    summary, as the string 'no' is true."""
+    for path in leaf_keys(cfg):
+        node = OmegaConf.select(cfg, path, throw_on_resolution_failure=False)
+        if isinstance(node, DictConfig) and isinstance(node.get("_target_"), str):
+            for key, kind in boolean_arguments(node._target_).items():
+                if key in node and not OmegaConf.is_missing(node, key):
+                    c.boolean(f"{path}.{key}", node.get(key), none_ok=kind == "nullable")
+    for path in PLAIN_BOOLEANS:
+        if OmegaConf.select(cfg, path, default=None) is not None:
+            c.boolean(path, OmegaConf.select(cfg, path))
+
+
+def check_task_name(c: Checks, cfg: DictConfig) -> None:
+    """task_name is one folder name under logs/: a separator or '..' would put the run
+    elsewhere."""
+    name = cfg.get("task_name")
+    if name is None:
+        return
+    name = str(name)
+    if not name or name in (".", "..") or any(sep in name for sep in ("/", "\\", os.sep)):
+        c.errors.append(
+            f"task_name={name!r} must be a plain folder name (no '/', '\\', '.' or '..'): the "
+            "runs go to logs/<task_name>/runs/"
+        )
+
+
+def check_command(cfg: DictConfig) -> None:
+    """The checks every command's composed config gets before Hydra makes its run folder."""
+    c = Checks()
+    check_task_name(c, cfg)
+    check_booleans(c, cfg)
+    c.raise_if_any("configuration")
+
+
 def check_data(c: Checks, data_cfg, data_cls, n_past: int, n_future: int) -> None:
     d = data_cfg
     c.integer("data.batch_size", d.get("batch_size"))
@@ -193,7 +315,9 @@ def check_data(c: Checks, data_cfg, data_cls, n_past: int, n_future: int) -> Non
     c.integer("data.train_length", d.get("train_length"), low=low)
     c.integer("data.val_videos", d.get("val_videos"))
     c.integer("data.test_videos", d.get("test_videos"), none_ok=True)
-    c.integer("data.train_seed", d.get("train_seed"), low=0)
+    c.seed("data.train_seed", d.get("train_seed"))
+    if "val_seed" in d:
+        c.seed("data.val_seed", d.get("val_seed"))
     if "num_digits" in d:
         c.integer("data.num_digits", d.get("num_digits"))
     if d.get("image_size") not in data_cls.image_sizes:
@@ -217,7 +341,7 @@ def validate_config(cfg: DictConfig) -> None:
     c.errors += arch.errors()
     c.integer("n_past", cfg.n_past)
     c.integer("n_future", cfg.n_future)
-    c.integer("seed", cfg.get("seed"), low=0)
+    c.seed("seed", cfg.get("seed"))
     c.same("model.n_past", m.get("n_past"), "n_past", cfg.n_past)
     c.same("model.n_future", m.get("n_future"), "n_future", cfg.n_future)
     c.integer("model.val_num_samples", m.get("val_num_samples"))
@@ -258,6 +382,9 @@ def validate_config(cfg: DictConfig) -> None:
     c.integer("trainer.log_every_n_steps", t.get("log_every_n_steps"))
     if t.get("max_steps") != -1:
         c.integer("trainer.max_steps", t.get("max_steps"))
+    if t.get("max_epochs") not in (-1, None):
+        # 0 would stop before the first step: no checkpoint, an untrained model scored.
+        c.integer("trainer.max_epochs", t.get("max_epochs"))
     interval = t.get("val_check_interval")
     if isinstance(interval, float):
         c.number("trainer.val_check_interval", interval, 0, 1, low_open=True, high_open=False)
@@ -267,7 +394,20 @@ def validate_config(cfg: DictConfig) -> None:
         c.integer("summary.num_samples", cfg.summary.get("num_samples"))
         c.integer("summary.grid_videos", cfg.summary.get("grid_videos"), low=0)
         c.integer("summary.grid_samples", cfg.summary.get("grid_samples"), low=0)
+    check_callbacks(c, cfg.get("callbacks"))
+    check_task_name(c, cfg)
+    check_booleans(c, cfg)
     c.raise_if_any("configuration")
+    # A batch's frames, or its samples in validation and the summary, are held at once.
+    summary = cfg.get("summary") or {}
+    summary_samples = summary.get("num_samples") if summary.get("enabled") else 0
+    batch, samples = cfg.data.batch_size, max(m.get("val_num_samples"), summary_samples or 0)
+    check_memory(
+        batch * max(cfg.n_past + cfg.n_future, samples * cfg.n_future), frame_shape(arch),
+        trainer_device(t), f"training with data.batch_size={batch} (x {samples} samples in "
+        "validation and the summary)", "lower data.batch_size, model.val_num_samples or "
+        "summary.num_samples",
+    )  # fmt: skip
 
 
 def check_eval(e, protocol_word: str) -> None:
@@ -281,7 +421,7 @@ def check_eval(e, protocol_word: str) -> None:
     c.integer("eval.num_videos", e.get("num_videos"), none_ok=True)
     c.integer("eval.batch_size", e.get("batch_size"))
     c.integer("eval.sample_chunk", e.get("sample_chunk"), none_ok=True)
-    c.integer("eval.seed", e.get("seed"), low=0)
+    c.seed("eval.seed", e.get("seed"))
     c.integer("eval.grid_videos", e.get("grid_videos"), low=0)
     c.integer("eval.grid_samples", e.get("grid_samples"), low=0)
     for key in ("lpips", "fvd"):
@@ -291,8 +431,68 @@ def check_eval(e, protocol_word: str) -> None:
     c.raise_if_any("evaluation settings")
 
 
-def check_model_fits_data(hparams, data_cfg, data_cls, source: str) -> None:
-    """A checkpoint's network must take the frames of the dataset it is evaluated on."""
+def check_analyze(cfg) -> None:
+    """The settings of ``analyze prior`` and ``analyze trajectories`` (both read the shared ones;
+    the defaults of the other command's are valid)."""
+    c = Checks()
+    c.seed("seed", cfg.get("seed"))
+    for key in ("batch_size", "num_videos", "num_test_videos", "num_samples", "num_true",
+                "plot_steps"):  # fmt: skip
+        c.integer(key, cfg.get(key))
+    for key in ("n_past", "n_future"):  # null = the model's; 0 is not null
+        c.integer(key, cfg.get(key), none_ok=True)
+    seq_len, burn_in = cfg.get("seq_len"), cfg.get("burn_in")
+    c.integer("seq_len", seq_len, low=3)
+    lags = cfg.get("lags")
+    if not isinstance(lags, (list, tuple, ListConfig)):
+        c.errors.append(f"lags={lags!r} must be a list of integers, e.g. lags=[-1,0,1]")
+    seq_ok = isinstance(seq_len, int) and not isinstance(seq_len, bool) and seq_len >= 3
+    if seq_ok:
+        # The prior's seq_len - 1 outputs predict frames 2..seq_len (frames from 1); burn_in
+        # leaves out the first ones, and at least one must remain.
+        c.integer("burn_in", burn_in, low=0, high=seq_len - 2)
+    burn_ok = seq_ok and isinstance(burn_in, int) and 0 <= burn_in <= seq_len - 2
+    if burn_ok and isinstance(lags, (list, tuple, ListConfig)):
+        # Output s (from 0) is paired with a collision at frame s - lag: only lags in this
+        # range pair some output s >= burn_in with a frame of the video (else all-null numbers).
+        for i, lag in enumerate(lags):
+            c.integer(f"lags[{i}]", lag, low=burn_in - seq_len + 1, high=seq_len - 2)
+    c.raise_if_any("analysis settings")
+
+
+def check_eval_memory(e, settings, hparams, trainer_cfg) -> None:
+    """An evaluation batch holds its videos' num_samples futures at once (best of N)."""
+    check_memory(
+        e.batch_size * settings.num_samples * (settings.n_past + settings.n_future),
+        frame_shape(architecture(hparams)), trainer_device(trainer_cfg),
+        f"eval.batch_size={e.batch_size} x eval.num_samples={settings.num_samples}",
+        "lower eval.batch_size (eval.num_samples is the protocol's N)",
+    )  # fmt: skip
+
+
+def check_analysis_memory(cfg, hparams, device: torch.device) -> None:
+    """The analyses render all their videos on the CPU, and hold every sample drawn."""
+    shape, cpu = frame_shape(architecture(hparams)), torch.device("cpu")
+    if cfg.command == "prior":
+        videos = cfg.num_videos + cfg.num_test_videos
+        check_memory(videos * cfg.seq_len, shape, cpu, f"analyze prior's {videos} videos "
+                     f"(num_videos + num_test_videos) of seq_len={cfg.seq_len} frames",
+                     "lower num_videos, num_test_videos or seq_len")  # fmt: skip
+        check_memory(cfg.batch_size * cfg.seq_len, shape, device, f"batch_size={cfg.batch_size}",
+                     "lower batch_size")  # fmt: skip
+        return
+    n_future = hparams["n_future"] if cfg.n_future is None else cfg.n_future
+    drawn = cfg.num_videos * cfg.num_samples * n_future
+    for where in dict.fromkeys((device, cpu)):
+        check_memory(drawn, shape, where, f"analyze trajectories' num_videos={cfg.num_videos} x "
+                     f"num_samples={cfg.num_samples} futures of {n_future} frames",
+                     "lower num_videos, num_samples or n_future")  # fmt: skip
+
+
+def check_model_fits_data(hparams, data_cfg, data_cls, source: str, stored=None) -> None:
+    """A checkpoint's network must take the frames of the dataset it is evaluated on, and
+    (``stored``: the training config the checkpoint carries) come from that dataset: KTH and
+    SM-MNIST frames have the same size and channels."""
     size, channels = hparams.get("image_size"), hparams.get("channels")
     if channels != data_cls.channels or size != data_cfg.get("image_size"):
         raise ConfigError(
@@ -300,4 +500,15 @@ def check_model_fits_data(hparams, data_cfg, data_cls, source: str) -> None:
             f"{source} describes {data_cls.__name__} with {data_cls.channels}-channel "
             f"{data_cfg.get('image_size')}x{data_cfg.get('image_size')} frames; point "
             "train_config= at the config the checkpoint was trained with"
+        )
+    target = ((stored or {}).get("data") or {}).get("_target_")
+    try:
+        trained_on = get_class(target) if target else None
+    except Exception:  # Hydra raises several types; a foreign path cannot be compared
+        trained_on = None
+    if trained_on is not None and not issubclass(data_cls, trained_on):
+        raise ConfigError(
+            f"the checkpoint was trained on {trained_on.__name__}, but {source} describes "
+            f"{data_cls.__name__}; point train_config= at the config the checkpoint was "
+            "trained with (or leave it out: the checkpoint carries it)"
         )

@@ -41,3 +41,16 @@ class PreemptedError(SVGError):
     saving its last checkpoint: a non-zero exit, so the job does not look finished."""
 
     exit_code = 143  # 128 + SIGTERM, what the shell reports for a process SIGTERM stopped
+
+
+class StoppedByUserError(PreemptedError):
+    """Training stopped by Ctrl-C (SIGINT) after saving its last checkpoint."""
+
+    exit_code = 130  # 128 + SIGINT, as the shell reports it
+
+
+class OutputError(SVGError):
+    """An output that cannot be written (a full disk, a read-only or forbidden place); the message
+    names the path. Nothing half-written is left: outputs are written atomically (files.py)."""
+
+    exit_code = 74  # EX_IOERR of sysexits.h

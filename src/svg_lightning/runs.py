@@ -10,21 +10,37 @@
     <run>/scores.json             the scores logged last (the final validation): what a sweep's
                                   summary (sweep.py) ranks the runs of a multirun by
     <run>/job_status.json         multirun jobs only: whether the job finished or failed (sweep.py)
+    <run>/.lock                   the claim of the process writing the folder (``claimed``)
+
+A folder belongs to one run. The process writing it holds a lock on ``.lock`` (pid and host
+inside, for the message) from before its first write to its end; the kernel drops the lock when
+the process ends, however it ends, so there is nothing stale to clear. A second process given the
+same folder (``hydra.run.dir``) is refused while the first runs, and afterwards when the folder
+holds a finished evaluation or a training of other settings (``check_same_run``): the same
+settings are the same run, resumed (a requeued job). Outputs of several files appear as a whole
+(``files.staged_outputs``), so a killed command leaves nothing a later one trusts.
 
 Runs live under ``<paths.log_dir>/<task_name>/runs/<time>/`` (multiruns: ``multiruns/<time>/<n>/``).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
-from collections.abc import Mapping
+import logging
+import os
+import socket
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from svg_lightning.errors import CheckpointError, ConfigError
-from svg_lightning.files import write_json
+from svg_lightning.files import atomic_path, write_json
+
+log = logging.getLogger(__name__)
 
 CONFIG = "config.yaml"
 RUN_INFO = "run_info.json"
@@ -33,6 +49,7 @@ LAST = "last.ckpt"
 MEDIA = "media"
 TRAINING_CURVES = "training_curves.png"
 SCORES = "scores.json"
+LOCK = ".lock"
 # The checkpoint entry svg_lightning.module.META_KEY names. Spelled out here because this module
 # sits below module.py in the layering (tests/test_layering.py) and must not import it;
 # tests/test_convert.py checks that the two agree.
@@ -65,9 +82,100 @@ def run_of(ckpt: Path) -> Path:
     return Path(ckpt).resolve().parent.parent
 
 
+def _lock(folder: Path) -> int:
+    """An open descriptor of ``folder``/.lock, locked by this process; raises BlockingIOError
+    when another process holds it."""
+    fd = os.open(Path(folder) / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise
+    except OSError as err:  # a file system without locks (Lustre mounted without flock: ENOSYS)
+        log.warning("cannot lock %s (%s): two runs in this folder would not be told apart",
+                    Path(folder) / LOCK, err)  # fmt: skip
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def on_first_node() -> bool:
+    """Whether this process runs on the job's first node. Lightning's rank-zero guess before the
+    Trainer exists reads only the per-node and SLURM ranks, so on a node started by hand with
+    NODE_RANK=1 (or torchrun's GROUP_RANK) its first process would also pass for rank 0."""
+    return int(os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", 0))) == 0
+
+
+@contextmanager
+def claimed(folder: Path, what: str) -> Iterator[None]:
+    """Hold ``folder`` for this process's ``what`` ("a training", "an evaluation") for the block;
+    ConfigError when another live process holds it (see the module's notes)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = _lock(folder)
+    except BlockingIOError:
+        holder = (folder / LOCK).read_text(errors="replace").strip() or "another process"
+        raise ConfigError(
+            f"run folder {folder} is in use by {holder}; give {what} a folder of its own: another "
+            "hydra.run.dir, or none (every run gets a new folder)"
+        ) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{what}, pid {os.getpid()} on {socket.gethostname()}".encode())
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def in_use(folder: Path) -> bool:
+    """Whether another live process holds ``folder`` (``claimed``)."""
+    if not (Path(folder) / LOCK).is_file():
+        return False
+    try:
+        os.close(_lock(folder))
+    except BlockingIOError:
+        return True
+    return False
+
+
+# What resuming a run changes in its config by design: the checkpoint it goes on from, and the
+# W&B run it continues (train.resume_from).
+RESUME_KEYS = ("ckpt_path", "logger.wandb.id", "logger.wandb.resume")
+
+
+def _differences(a, b, prefix: str = "") -> list[str]:
+    """``key: a -> b`` for each dotted key whose values differ between two plain config trees,
+    RESUME_KEYS left out."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in dict.fromkeys([*a, *b])
+                for d in _differences(a.get(k), b.get(k), f"{prefix}{k}.")]  # fmt: skip
+    key = prefix[:-1]
+    return [] if a == b or key in RESUME_KEYS else [f"{key}: {a!r} -> {b!r}"]
+
+
+def check_same_run(run: Path, cfg: DictConfig) -> None:
+    """A run folder that holds config.yaml (a training started there) takes only the same
+    settings again (the run resumed from its own last.ckpt); ConfigError naming the differences
+    otherwise, before config.yaml or last.ckpt is touched."""
+    path = Path(run) / CONFIG
+    if not path.is_file():
+        return
+    before = OmegaConf.to_container(OmegaConf.load(path))
+    changed = _differences(before, OmegaConf.to_container(cfg, resolve=True))
+    if changed:
+        raise ConfigError(
+            f"run folder {run} holds a training of other settings ({'; '.join(changed[:5])}); "
+            "a folder holds one run: give another hydra.run.dir, or none (every run gets a new "
+            f"folder), and pass ckpt_path={last_checkpoint(run)} to go on from its weights"
+        )
+
+
 def write_config(run: Path, cfg: DictConfig) -> Path:
     path = Path(run) / CONFIG
-    path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    with atomic_path(path) as tmp:
+        tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True))
     return path
 
 
@@ -134,7 +242,7 @@ def write_run_info(run: Path, wandb_id: str | None, resumed_from: Path | None) -
         "torch_threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
-    (Path(run) / RUN_INFO).write_text(json.dumps(info))
+    write_json(Path(run) / RUN_INFO, info, indent=None)
 
 
 def write_scores(run: Path, step: int, metrics: Mapping) -> Path:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import re
+import signal
 import warnings
+from contextlib import ExitStack
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -21,12 +23,17 @@ from rich.syntax import Syntax
 from rich.tree import Tree
 
 from svg_lightning import runs
-from svg_lightning.callbacks import LastCheckpoint, RecordTrainingConfig, SaveOnSigterm
+from svg_lightning.callbacks import (
+    LastCheckpoint,
+    RecordTrainingConfig,
+    SaveOnSigterm,
+    stopped_by_sigterm,
+)
 from svg_lightning.checkpoint import AtomicCheckpointIO, check_resumable
 from svg_lightning.compose import compose_config
 from svg_lightning.config import validate_config
 from svg_lightning.console import print_table
-from svg_lightning.errors import PreemptedError
+from svg_lightning.errors import PreemptedError, StoppedByUserError
 from svg_lightning.evaluate.report import report_run
 from svg_lightning.files import sha256
 from svg_lightning.loggers import finish_wandb, instantiate_loggers, name_wandb_run, run_tags
@@ -129,18 +136,33 @@ def with_required_callbacks(callbacks: list[pl.Callback], cfg: DictConfig) -> li
     return [*callbacks, SaveOnSigterm(), RecordTrainingConfig(config)]
 
 
+def stopped(trainer: pl.Trainer, last: Path) -> PreemptedError:
+    """The error of a fit that SIGTERM or a first Ctrl-C stopped once ``SaveOnSigterm`` had
+    saved ``last`` at the end of the batch under way: exit 143 or 130, and how to resume."""
+    (saver,) = [c for c in trainer.callbacks if isinstance(c, SaveOnSigterm)]
+    by_user = saver.signal == signal.SIGINT
+    error = StoppedByUserError if by_user else PreemptedError
+    return error(
+        f"stopped by {'Ctrl-C (SIGINT)' if by_user else 'SIGTERM'} at step "
+        f"{trainer.global_step}; saved {last}. Resume with the same command plus ckpt_path=last "
+        "(a job requeued into this run folder resumes by itself)"
+    )
+
+
 def train(cfg: DictConfig) -> float | None:
     """Train, save ``last.ckpt``, and (``summary.enabled``) score the held-out videos. Returns
     ``cfg.optimized_metric`` (for a Hydra sweeper), or None when it was not logged."""
     quiet_known_warnings()
     try:
-        return _train(cfg)
+        with ExitStack() as held:  # the run folder's claim (runs.claimed), to the very end
+            return _train(cfg, held)
     finally:
         finish_wandb()  # so in-process runs (tests, notebooks, sweeps) never share a W&B run
 
 
-def _train(cfg: DictConfig) -> float | None:
+def _train(cfg: DictConfig, held: ExitStack) -> float | None:
     validate_config(cfg)
+    out = Path(cfg.paths.output_dir)
     ckpt = resume_from(cfg)
     datamodule = instantiate(cfg.data)
     datamodule.check_available("fit")  # before the run writes anything
@@ -149,7 +171,11 @@ def _train(cfg: DictConfig) -> float | None:
     name_wandb_run(cfg)
     if (cfg.get("extras") or {}).get("print_config", True):
         print_config(cfg)
-    out = Path(cfg.paths.output_dir)
+    # Before the first write, after every check (a refused run makes no folder). Rank 0 alone:
+    # a ddp job's other ranks are copies of this command writing into its folder.
+    if rank_zero_only.rank == 0 and runs.on_first_node():
+        held.enter_context(runs.claimed(out, "a training"))
+        runs.check_same_run(out, cfg)
     out.mkdir(parents=True, exist_ok=True)
     runs.write_config(out, cfg)
     pl.seed_everything(cfg.seed, workers=True)
@@ -178,16 +204,17 @@ def _train(cfg: DictConfig) -> float | None:
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
     except SIGTERMException:  # SaveOnSigterm has saved last.ckpt at the end of the batch
-        raise PreemptedError(
-            f"stopped by SIGTERM at step {trainer.global_step}; saved {last}. Resume with the same "
-            "command plus ckpt_path=last (a job requeued into this run folder resumes by itself)"
-        ) from None
+        raise stopped(trainer, last) from None
     metric = trainer.callback_metrics.get(cfg.get("optimized_metric") or "")
     if trainer.is_global_zero:  # before the summary: a sweep's table (sweep.py) reads them
         runs.write_scores(out, trainer.global_step, trainer.callback_metrics)
     if cfg.summary.enabled:
         settings = replace(model.val_settings, num_samples=cfg.summary.num_samples)
-        result = run_best_of_n(trainer, model, datamodule, settings)
+        with stopped_by_sigterm(
+            f"the held-out summary (training finished and saved {last})",
+            f"score it with python -m svg_lightning.evaluate ckpt_path={last}",
+        ):
+            result = run_best_of_n(trainer, model, datamodule, settings)
         if trainer.is_global_zero and result:  # under ddp_spawn the results stay in the workers
             # The model scored is the one last.ckpt holds (LastCheckpoint saved it at the end).
             source = {"path": str(last), "sha256": sha256(last) if last.is_file() else None,

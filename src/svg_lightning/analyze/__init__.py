@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from svg_lightning.analyze.prior import analyze_prior
 from svg_lightning.analyze.trajectories import analyze_trajectories
+from svg_lightning.config import check_analyze
 from svg_lightning.errors import ConfigError
 
 COMMANDS = {"prior": analyze_prior, "trajectories": analyze_trajectories}
@@ -23,4 +24,5 @@ def analyze(cfg: DictConfig) -> dict[str, Path]:
     """Run ``cfg.command``; returns the paths it wrote."""
     if cfg.command not in COMMANDS:
         raise ConfigError(f"command={cfg.command!r} is unknown; allowed: {list(COMMANDS)}")
+    check_analyze(cfg)  # before the checkpoint is read
     return COMMANDS[cfg.command](cfg)

@@ -16,9 +16,9 @@ from omegaconf import DictConfig
 
 from svg_lightning.analyze import common
 from svg_lightning.analyze.stats import ALIGNMENT, collision_statistics
+from svg_lightning.config import check_analysis_memory
 from svg_lightning.console import print_table, progress
 from svg_lightning.data.smmnist import MovingMNIST, simulate
-from svg_lightning.errors import ConfigError
 from svg_lightning.files import write_json
 from svg_lightning.models.losses import kl_per_video_step
 
@@ -93,8 +93,7 @@ def _curve(values: np.ndarray) -> dict:
 def analyze_prior(cfg: DictConfig) -> dict:
     loaded = common.load_for(cfg, "prior", variants=("lp",))
     model, train_cfg = loaded.model, loaded.train_cfg
-    if cfg.seq_len < 3 or cfg.num_videos < 1 or cfg.num_test_videos < 1:
-        raise ConfigError("analyze prior needs seq_len >= 3, num_videos >= 1, num_test_videos >= 1")
+    check_analysis_memory(cfg, model.hparams, model.device)
     num_digits, size = int(train_cfg.data.num_digits), int(train_cfg.data.image_size)
     digits = common.test_digits(cfg, train_cfg)
     rng = np.random.default_rng(cfg.seed)

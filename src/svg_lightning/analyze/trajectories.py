@@ -20,9 +20,9 @@ from scipy.stats import wasserstein_distance
 
 from svg_lightning.analyze import common
 from svg_lightning.analyze.motion import track, true_displacements
+from svg_lightning.config import check_analysis_memory
 from svg_lightning.console import print_table, progress
 from svg_lightning.data.smmnist import simulate
-from svg_lightning.errors import ConfigError
 from svg_lightning.files import write_json
 
 
@@ -107,12 +107,9 @@ def plot_distance(path: Path, frames, per_step: dict, collisions) -> Path:
 def analyze_trajectories(cfg: DictConfig) -> dict:
     loaded = common.load_for(cfg, "trajectories", num_digits=1)
     model, train_cfg = loaded.model, loaded.train_cfg
-    n_past = cfg.n_past or int(model.hparams.n_past)
-    n_future = cfg.n_future or int(model.hparams.n_future)
-    if n_past < 1 or n_future < 1 or cfg.num_videos < 1 or cfg.num_samples < 1:
-        raise ConfigError(
-            "analyze trajectories needs n_past, n_future, num_videos, num_samples >= 1"
-        )
+    check_analysis_memory(cfg, model.hparams, model.device)
+    n_past = int(model.hparams.n_past) if cfg.n_past is None else cfg.n_past
+    n_future = int(model.hparams.n_future) if cfg.n_future is None else cfg.n_future
     size = int(train_cfg.data.image_size)
     digits = common.test_digits(cfg, train_cfg)
     rng = np.random.default_rng(cfg.seed)

@@ -102,9 +102,10 @@ class VideoDataModule(pl.LightningDataModule):
         self.test_videos = test_videos or self.protocol["num_videos"]
 
     def check_available(self, stage: str) -> None:
-        """Raise the dataset's own error (not prepared, an empty split, a missing file) now, so a
-        command refuses before it writes anything; building the splits is cheap (generated on
-        the fly, or memory-mapped), and Lightning's own ``setup`` call builds them again."""
+        """Raise the dataset's own error (not prepared, an empty split, a missing or mismatched
+        file) now, so a command refuses before it writes anything; building the splits is cheap
+        (generated on the fly, or memory-mapped after reading the arrays' headers only), and
+        Lightning's own ``setup`` call builds them again."""
         self.setup(stage)
 
     def train_dataloader(self) -> DataLoader:

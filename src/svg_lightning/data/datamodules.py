@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from svg_lightning.data.base import VideoDataModule
 from svg_lightning.data.clips import Clips, fixed_clips
 from svg_lightning.data.digits import load_digits
 from svg_lightning.data.smmnist import IMAGE_SIZES, MovingMNIST
+from svg_lightning.data.sources.storage import InvalidOutput, npy_rows
 from svg_lightning.errors import ConfigError, DataNotPreparedError
 
 log = logging.getLogger(__name__)
@@ -84,22 +85,73 @@ class PreparedVideoDataModule(VideoDataModule):
                 f"{self.prepare_command()}"
             ) from None
 
-    def check_split(self, videos: list, split: str) -> None:
-        """Refuse a split without videos (training would run without validation, checkpoint
-        selection or metrics) or one whose files are gone."""
+    # At most this many problems are spelled out; the rest are counted (a tampered folder can have
+    # one per video, and the first few say what to repair).
+    MAX_LISTED = 20
+
+    def refuse(self, problems: list[str]) -> None:
+        """Raise one DataNotPreparedError for every problem found, one line each, with the fix."""
+        if not problems:
+            return
         index = self.root / "index.json"
-        if not videos:
-            raise DataNotPreparedError(
-                f"the {self.title} {split} split is empty: {index} lists no {split} video. "
-                f"Prepare the data again (it reports which inputs were damaged) with: "
-                f"{self.prepare_command()}"
-            )
-        for file in dict.fromkeys(file for file, _, _ in videos):
-            if not (self.root / file).is_file():
-                raise DataNotPreparedError(
-                    f"{self.root / file}, listed in {index} for the {split} split, does not "
-                    f"exist; prepare the data again with: {self.prepare_command()}"
-                )
+        fix = f"prepare the {self.title} data again with: {self.prepare_command()}"
+        if len(problems) == 1:
+            raise DataNotPreparedError(f"{index}: {problems[0]}; {fix}")
+        lines = [f"  {p}" for p in problems[: self.MAX_LISTED]]
+        if len(problems) > self.MAX_LISTED:
+            lines.append(f"  ... and {len(problems) - self.MAX_LISTED} more")
+        raise DataNotPreparedError(
+            f"{index} does not describe usable {self.title} data ({len(problems)} problems):\n"
+            + "\n".join(lines)
+            + f"\n{fix}"
+        )
+
+    def frame_shape(self) -> tuple[int, ...]:
+        """One frame's shape in the prepared arrays: (size, size), with a channel axis if RGB."""
+        size = self.hparams.image_size
+        return (size, size) if self.channels == 1 else (size, size, self.channels)
+
+    def array_rows(
+        self, file, where: str, tail: tuple[int, ...], seen: dict, problems: list
+    ) -> int | None:
+        """The first dimension of the array that index.json lists as ``file`` (at ``where``), from
+        its header alone (``npy_rows``: uint8, (rows, *tail), as long as the header says), or None
+        after adding why it cannot be used to ``problems``: not a relative path inside the data
+        folder, listed before (in ``seen``), missing, or not such an array."""
+        if not isinstance(file, str) or not file.endswith(".npy"):
+            problems.append(f"{where}: 'file' is {file!r}, not the path of a .npy file")
+            return None
+        relative = PurePosixPath(file)
+        if relative.is_absolute() or ".." in relative.parts:
+            problems.append(f"{where}: 'file' {file!r} lies outside {self.root}")
+            return None
+        if relative in seen:  # a path, so that "videos/./a.npy" is "videos/a.npy" too
+            problems.append(f"{where}: {file} is listed again (first as {seen[relative]})")
+            return None
+        seen[relative] = where
+        path = self.root / relative
+        if not path.is_file():
+            problems.append(f"{where}: {path} does not exist")
+            return None
+        try:
+            return npy_rows(path, tail)
+        except InvalidOutput as err:
+            problems.append(f"{where}: {path} {err}")
+            return None
+
+    def check_splits(self, videos: dict[str, list], damaged: set, problems: list) -> None:
+        """A split without videos: training would run without validation, checkpoint selection
+        or metrics. Not reported for a split in ``damaged``, whose entries' problems say why."""
+        for split, listed in videos.items():
+            if not listed and split not in damaged:
+                problems.append(f"the {self.title} {split} split is empty: index.json lists no "
+                                f"{split} video (the prepare command reports which inputs were "
+                                "damaged)")  # fmt: skip
+
+
+def _count(value, least: int) -> bool:
+    """Whether an index.json count is a whole number >= ``least`` (JSON true is no count)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
 
 def _long_enough(videos: list, seq_len: int, title: str, split: str) -> list:
@@ -133,12 +185,7 @@ class KTHDataModule(PreparedVideoDataModule):
         return super().prepare_command() + f" --size {self.hparams.image_size}"
 
     def setup(self, stage: str | None = None) -> None:
-        index = self.load_index()
-        split = {"train": [], "test": []}
-        for v in index["videos"]:
-            split[v["split"]].append((v["file"], None, v["frames"]))
-        for name, videos in split.items():
-            self.check_split(videos, name)
+        split = self.read_videos(self.load_index())
         hp = self.hparams
         train = _long_enough(split["train"], self.seq_len, self.title, "train")
         self.train_set = Clips(self.root, train, self.seq_len, hp.train_length, seed=hp.train_seed)
@@ -147,6 +194,38 @@ class KTHDataModule(PreparedVideoDataModule):
         self.val_set = Clips(self.root, test, self.seq_len, len(val_clips), val_clips)
         test_clips = fixed_clips(test, self.test_seq_len, self.test_videos, hp.test_seed)
         self.test_set = Clips(self.root, test, self.test_seq_len, len(test_clips), test_clips)
+
+    def read_videos(self, index) -> dict[str, list]:
+        """{split: [(file, None, frames), ...]} from index.json, after checking every entry and
+        every array's header against it; DataNotPreparedError listing each problem."""
+        videos = index.get("videos") if isinstance(index, dict) else None
+        if not isinstance(videos, list):
+            self.refuse(["expected an object whose 'videos' is a list of videos"])
+        split, problems, seen, damaged = {"train": [], "test": []}, [], {}, set()
+        for i, v in enumerate(videos):
+            where, before = f"video {i}", len(problems)
+            if not isinstance(v, dict):
+                problems.append(f"{where} is {v!r}, not an object")
+                continue
+            where += f" ({v.get('name', 'no name')})"
+            if v.get("split") not in tuple(split):  # a tuple: the value may be unhashable
+                problems.append(f"{where}: split {v.get('split')!r} is neither 'train' nor 'test'")
+                continue
+            rows = None
+            if not _count(v.get("frames"), 1):
+                problems.append(f"{where}: frames {v.get('frames')!r} is not a count of frames")
+            else:
+                rows = self.array_rows(v.get("file"), where, self.frame_shape(), seen, problems)
+            if rows is not None and rows != v["frames"]:
+                problems.append(f"{where}: lists {v['frames']} frames, but {self.root / v['file']} "
+                                f"holds {rows}")  # fmt: skip
+            elif rows is not None:
+                split[v["split"]].append((v["file"], None, rows))
+            if len(problems) > before:
+                damaged.add(v["split"])
+        self.check_splits(split, damaged, problems)
+        self.refuse(problems)
+        return split
 
 
 class BAIRDataModule(PreparedVideoDataModule):
@@ -165,15 +244,7 @@ class BAIRDataModule(PreparedVideoDataModule):
         self.random_start = random_start
 
     def setup(self, stage: str | None = None) -> None:
-        index = self.load_index()
-        videos = {
-            split: [
-                (s["file"], row, self.max_seq_len) for s in shards for row in range(s["videos"])
-            ]
-            for split, shards in index["splits"].items()
-        }
-        for split in ("train", "test"):
-            self.check_split(videos.get(split, []), split)
+        videos = self.read_videos(self.load_index())
         hp = self.hparams
         self.train_set = Clips(
             self.root, videos["train"], self.seq_len, hp.train_length,
@@ -184,3 +255,41 @@ class BAIRDataModule(PreparedVideoDataModule):
         self.val_set = Clips(self.root, test, self.seq_len, len(val), val)
         clips = [(i, 0) for i in range(min(self.test_videos, len(test)))]
         self.test_set = Clips(self.root, test, self.test_seq_len, len(clips), clips)
+
+    def read_videos(self, index) -> dict[str, list]:
+        """{split: [(file, row, 30), ...]} from index.json, after checking every shard entry and
+        every array's header against it; DataNotPreparedError listing each problem."""
+        splits = index.get("splits") if isinstance(index, dict) else None
+        if not isinstance(splits, dict):
+            self.refuse(["expected an object whose 'splits' maps 'train' and 'test' to shards"])
+        videos, problems, seen, damaged = {"train": [], "test": []}, [], {}, set()
+        tail = (self.max_seq_len, *self.frame_shape())
+        for split, shards in splits.items():
+            if split not in videos:
+                problems.append(f"split {split!r} is neither 'train' nor 'test'")
+                continue
+            if not isinstance(shards, list):
+                problems.append(f"{split}: {shards!r} is not a list of shards")
+                continue
+            for i, shard in enumerate(shards):
+                where = f"{split} shard {i}"
+                if not isinstance(shard, dict):
+                    problems.append(f"{where} is {shard!r}, not an object")
+                    damaged.add(split)
+                    continue
+                if not _count(shard.get("videos"), 0):
+                    problems.append(f"{where}: videos {shard.get('videos')!r} is not a count")
+                    damaged.add(split)
+                    continue
+                before = len(problems)
+                rows = self.array_rows(shard.get("file"), where, tail, seen, problems)
+                if rows is not None and rows != shard["videos"]:
+                    problems.append(f"{where}: lists {shard['videos']} videos, but "
+                                    f"{self.root / shard['file']} holds {rows}")  # fmt: skip
+                elif rows is not None:
+                    videos[split] += [(shard["file"], r, self.max_seq_len) for r in range(rows)]
+                if len(problems) > before:
+                    damaged.add(split)
+        self.check_splits(videos, damaged, problems)
+        self.refuse(problems)
+        return videos

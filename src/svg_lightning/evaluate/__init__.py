@@ -4,18 +4,27 @@ through ``Trainer.test`` (``python -m svg_lightning.evaluate ckpt_path=...``).""
 from __future__ import annotations
 
 import sys
+from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
 
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import RichProgressBar
+from pytorch_lightning.utilities import rank_zero_only
 
 from svg_lightning import runs
+from svg_lightning.callbacks import stopped_by_sigterm
 from svg_lightning.checkpoint import describe, model_from, read_checkpoint, stored_config
-from svg_lightning.config import Checks, check_accelerator, check_eval, check_model_fits_data
+from svg_lightning.config import (
+    Checks,
+    check_accelerator,
+    check_eval,
+    check_eval_memory,
+    check_model_fits_data,
+)
 from svg_lightning.errors import ConfigError, InputError
-from svg_lightning.evaluate.report import FVD_SELECTION_RULE, report_run
+from svg_lightning.evaluate.report import FVD_SELECTION_RULE, METRICS, report_run
 from svg_lightning.files import sha256
 from svg_lightning.loggers import instantiate_loggers
 from svg_lightning.metrics import FVD_RULE, LPIPS_RULE, i3d_file, load_i3d, load_lpips, lpips_files
@@ -134,14 +143,20 @@ def evaluate(cfg: DictConfig) -> tuple[dict, dict[str, Path]]:
     """Score ``cfg.ckpt_path``; returns the metrics document and the written paths (both empty
     on processes other than rank 0). Everything that can be checked is checked before the
     evaluation folder or a logger exists."""
+    with ExitStack() as held:  # the folder's claim (runs.claimed), to the very end
+        return _evaluate(cfg, held)
+
+
+def _evaluate(cfg: DictConfig, held: ExitStack) -> tuple[dict, dict[str, Path]]:
     ckpt = Path(cfg.ckpt_path)
     state = read_checkpoint(ckpt)
     model = model_from(state, ckpt)
     train_cfg = runs.training_config(ckpt, cfg.train_config, stored_config(state))
     data_cls = data_class(train_cfg, cfg.train_config)
     source = f"train_config={cfg.train_config}" if cfg.train_config else "its training config"
-    check_model_fits_data(model.hparams, train_cfg.data, data_cls, source)
+    check_model_fits_data(model.hparams, train_cfg.data, data_cls, source, stored_config(state))
     settings = eval_settings(cfg, data_cls, model.hparams)
+    check_eval_memory(cfg.eval, settings, model.hparams, cfg.trainer)
     c = Checks()
     check_accelerator(c, cfg.trainer)
     c.raise_if_any("trainer settings")
@@ -187,6 +202,14 @@ def evaluate(cfg: DictConfig) -> tuple[dict, dict[str, Path]]:
 
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    # Rank 0 alone: a ddp job's other ranks are copies of this command writing into its folder.
+    if rank_zero_only.rank == 0 and runs.on_first_node():
+        held.enter_context(runs.claimed(out, "an evaluation"))
+        if (out / METRICS).is_file():
+            raise ConfigError(
+                f"{out} holds a finished evaluation ({METRICS}); give this one another "
+                "hydra.run.dir, or none (every evaluation gets a new folder)"
+            )
     task = train_cfg.get("task_name", "model")
     loggers = instantiate_loggers(
         cfg.get("logger") or train_cfg.get("logger"), out, f"{task}-eval", "eval", train_cfg
@@ -194,7 +217,8 @@ def evaluate(cfg: DictConfig) -> tuple[dict, dict[str, Path]]:
     for lg in loggers:
         lg.log_hyperparams(provenance)
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[RichProgressBar()])
-    result = run_best_of_n(trainer, model, datamodule, settings, lpips_net, i3d_net)
+    with stopped_by_sigterm(f"the evaluation of {ckpt}"):
+        result = run_best_of_n(trainer, model, datamodule, settings, lpips_net, i3d_net)
     if not trainer.is_global_zero or result is None:
         return {}, {}
     return report_run(

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 
 import svg_lightning
 from svg_lightning.console import print_table
-from svg_lightning.files import write_json
+from svg_lightning.files import staged_outputs, write_json
 from svg_lightning.loggers import log_media, log_scalars
 from svg_lightning.metrics import PSNR_RULE, SSIM_REFERENCE_RULE, SSIM_RULE, ssim
 from svg_lightning.metrics.best_of_n import BestOfNResult
@@ -30,6 +30,7 @@ FVD_SELECTION_RULE = (
     "video), conditioning frames included; repeated over independent draws, mean and 95% CI "
     "over the draws"
 )
+METRICS = "metrics.json"  # written last: a folder holding it holds all of an evaluation's files
 METRIC_LABELS = {"ssim": "SSIM", "psnr": "PSNR (dB)", "lpips": "LPIPS (lower is better)"}
 CI_RULE = "95% CI = 1.96 * std / sqrt(n) over videos (per step: over the videos at that step)"
 BASELINES = {"copy_last": "copy last conditioning frame", "black": "all-black frame"}
@@ -120,7 +121,7 @@ def plot_curves(path: Path, runs: dict[str, dict], title: str = "") -> Path:
 
 def write_report(out: Path, metrics: dict, label: str) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
-    path = write_json(out / "metrics.json", metrics)
+    path = write_json(out / METRICS, metrics)
     pr = metrics["protocol"]
     title = (
         f"{label}: {pr['dataset']}, {pr['n_past']} -> {pr['n_future']} frames, "
@@ -250,8 +251,10 @@ def report_run(
     metrics = build_metrics(result, protocol)
     if provenance is not None:
         metrics["provenance"] = provenance
-    paths = write_report(out, metrics, label)
-    paths |= save_samples(out, model, datamodule.test_set, settings, grid_videos, grid_samples)
+    with staged_outputs(out, METRICS) as tmp:  # all of them, or none (a killed run)
+        paths = write_report(tmp, metrics, label)
+        paths |= save_samples(tmp, model, datamodule.test_set, settings, grid_videos, grid_samples)
+    paths = {key: out / path.name for key, path in paths.items()}
     log_to_loggers(loggers, metrics, paths, prefix="test")
     print_report(metrics, {"checkpoint": source["path"], **paths}, label)
     return metrics, paths

@@ -26,9 +26,11 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from svg_lightning.checkpoint import load_model, read_checkpoint
+from svg_lightning.config import Checks, architecture, frame_shape
 from svg_lightning.console import progress
-from svg_lightning.devices import pick_device
+from svg_lightning.devices import check_memory, pick_device
 from svg_lightning.errors import ConfigError, InputError
+from svg_lightning.files import check_writable, staged_outputs
 from svg_lightning.module import EvalSettings
 from svg_lightning.numbering import sample_file
 from svg_lightning.viz import COND, PRED, framed, tile, upscale
@@ -36,30 +38,33 @@ from svg_lightning.viz import COND, PRED, framed, tile, upscale
 ACCEPTED = "(T, H, W), (T, H, W, C) or (T, C, H, W) with C = 1 or 3, uint8 or float in [0, 1]"
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, what PIL's "L" mode and ffmpeg's gray use
 MIN_VIDEO_SIZE = 128
+SAMPLES = "samples.npy"  # written last (files.staged_outputs): its presence means a finished run
 
 
 # ---- reading ---------------------------------------------------------------------------------
 
 
 def read_frames(path: str | Path, limit: int | None = None) -> np.ndarray:
-    """Frames of a video or .npy file as float32 (T, C, H, W) in [0, 1], C = 1 or 3. Videos stop
-    decoding after ``limit`` frames: only the conditioning frames are needed."""
+    """Frames of a video or .npy file as float32 (T, C, H, W) in [0, 1], C = 1 or 3; only the
+    first ``limit`` frames (the conditioning frames and those before them) are decoded, or, of
+    an array, mapped from disk, checked and converted, so a long input costs no memory and a
+    bad value in a frame never read is no error."""
     path = Path(path)
     if path.is_dir():
         raise InputError(f"input {path} is a directory; give a video file or a .npy array")
     if not path.is_file():
         raise InputError(f"input {path} does not exist")
     if path.suffix.lower() == ".npy":
-        return _read_npy(path)
+        return _read_npy(path, limit)
     return _read_video(path, limit)
 
 
-def _read_npy(path: Path) -> np.ndarray:
+def _read_npy(path: Path, limit: int | None) -> np.ndarray:
     try:
-        arr = np.load(path, allow_pickle=False)
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError) as err:
         raise InputError(f"input {path} cannot be read as a .npy array: {err}") from None
-    return _unit_float(_to_tchw(arr, path), path)
+    return _unit_float(_to_tchw(arr, path)[:limit], path)
 
 
 def _to_tchw(arr: np.ndarray, path: Path) -> np.ndarray:
@@ -78,12 +83,19 @@ def _unit_float(arr: np.ndarray, path: Path) -> np.ndarray:
     if arr.dtype == np.uint8:
         return arr.astype(np.float32) / 255
     if np.issubdtype(arr.dtype, np.floating):
-        if arr.size and not (np.isfinite(arr).all() and arr.min() >= 0 and arr.max() <= 1):
+        dtype, arr = arr.dtype, np.array(arr, dtype=np.float32)  # reads the mapped slice
+        if arr.size and not np.isfinite(arr).all():
+            bad = sorted({int(t) for t in np.argwhere(~np.isfinite(arr))[:, 0]})
             raise InputError(
-                f"input {path} is {arr.dtype} with values outside [0, 1] (range "
-                f"{np.nanmin(arr):g}..{np.nanmax(arr):g}); accepted arrays: {ACCEPTED}"
+                f"input {path} holds NaN or inf values in frame(s) {bad[:5]} (from 0) of those "
+                f"used; accepted arrays: {ACCEPTED}"
             )
-        return arr.astype(np.float32)
+        if arr.size and not (arr.min() >= 0 and arr.max() <= 1):
+            raise InputError(
+                f"input {path} is {dtype} with values outside [0, 1] (range "
+                f"{arr.min():g}..{arr.max():g}); accepted arrays: {ACCEPTED}"
+            )
+        return arr
     raise InputError(f"input {path} has dtype {arr.dtype}; accepted arrays: {ACCEPTED}")
 
 
@@ -138,16 +150,21 @@ def settings(cfg: DictConfig, hparams: dict) -> dict:
     """n_past, n_future, num_samples (the model's training values by default), checked."""
     n_past = hparams["n_past"] if cfg.n_past is None else cfg.n_past
     n_future = hparams["n_future"] if cfg.n_future is None else cfg.n_future
+    c = Checks()
     for key, value, low in (
         ("n_past", n_past, 1), ("n_future", n_future, 1), ("num_samples", cfg.num_samples, 1),
         ("start", cfg.start, 0), ("fps", cfg.fps, 1),
     ):  # fmt: skip
-        if not isinstance(value, int) or value < low:
-            raise ConfigError(f"{key}={value!r} must be an integer >= {low}")
-    if cfg.sample_chunk is not None and (
-        not isinstance(cfg.sample_chunk, int) or cfg.sample_chunk < 1
-    ):
-        raise ConfigError(f"sample_chunk={cfg.sample_chunk!r} must be null or an integer >= 1")
+        c.integer(key, value, low=low)
+    c.integer("sample_chunk", cfg.sample_chunk, none_ok=True)
+    c.seed("seed", cfg.seed)  # the same rule as eval.seed
+    c.raise_if_any("sampling settings")
+    # The futures are drawn on the device, then all copied to the CPU and written.
+    shape = frame_shape(architecture(hparams))
+    for device in dict.fromkeys((pick_device(cfg.device), torch.device("cpu"))):
+        check_memory(cfg.num_samples * n_future, shape, device,
+                     f"num_samples={cfg.num_samples} x n_future={n_future}",
+                     "lower num_samples or n_future")  # fmt: skip
     return {"n_past": n_past, "n_future": n_future, "num_samples": cfg.num_samples}
 
 
@@ -190,20 +207,18 @@ def save_mp4(path: Path, frames: torch.Tensor, fps: int) -> Path:
 
 
 def write_outputs(out: Path, cond: torch.Tensor, samples: torch.Tensor, fps: int) -> dict:
-    """cond (P, C, H, W), samples (S, T, C, H, W) -> every output file in ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
-    # A rerun with fewer samples must not leave an earlier run's videos beside the new arrays.
-    for stale in out.glob("sample_[0-9][0-9].mp4"):
-        stale.unlink()
-    paths = {"samples": out / "samples.npy", "conditioning": out / "conditioning.npy"}
-    np.save(paths["samples"], samples.float().cpu().numpy())
-    np.save(paths["conditioning"], cond.float().cpu().numpy())
-    paths["gif"] = save_gif(out / "samples.gif", cond, samples, fps)
-    for number, future in enumerate(samples, start=1):
-        paths[f"mp4_{number:02d}"] = save_mp4(
-            out / sample_file(number), torch.cat([cond, future]), fps
-        )
-    return paths
+    """cond (P, C, H, W), samples (S, T, C, H, W) -> every output file in ``out``, all of them or
+    none (``files.staged_outputs``; samples.npy, the marker, appears last). A rerun with fewer
+    samples leaves no earlier run's videos beside the new arrays."""
+    with staged_outputs(out, SAMPLES, stale=["sample_[0-9][0-9].mp4"]) as tmp:
+        np.save(tmp / SAMPLES, samples.float().cpu().numpy())
+        np.save(tmp / "conditioning.npy", cond.float().cpu().numpy())
+        save_gif(tmp / "samples.gif", cond, samples, fps)
+        for number, future in enumerate(samples, start=1):
+            save_mp4(tmp / sample_file(number), torch.cat([cond, future]), fps)
+    paths = {"samples": out / SAMPLES, "conditioning": out / "conditioning.npy",
+             "gif": out / "samples.gif"}  # fmt: skip
+    return paths | {f"mp4_{n:02d}": out / sample_file(n) for n in range(1, len(samples) + 1)}
 
 
 # ---- entry point -----------------------------------------------------------------------------
@@ -229,6 +244,7 @@ def sample(cfg: DictConfig) -> dict:
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"out={out} is an existing file; give a folder for the outputs")
+    check_writable(out, "out")  # before sampling, not after
     st = settings(cfg, read_checkpoint(cfg.ckpt_path)["hyper_parameters"])
     device = pick_device(cfg.device)
     frames = read_frames(cfg.input, limit=cfg.start + st["n_past"])

@@ -26,9 +26,9 @@ def prepare(
     dataset: str, src: str | Path, out: str | Path, options: dict | None = None
 ) -> PrepareSummary:
     """Prepare ``dataset`` from ``src`` into ``out`` (the data folder, ``data.data_dir``);
-    ``options`` are the converter's own keywords (KTH: ``size``). DataSourceError when ``src``
-    does not hold the expected archives or a split ends up empty; ConfigError when ``out`` cannot
-    be written or another run is writing into it."""
+    ``options`` are the converter's own keywords (KTH: ``size``, ``resize``). DataSourceError when
+    ``src`` does not hold the expected archives or a split ends up empty; ConfigError when ``out``
+    cannot be written, another run is writing into it or an option is not one of its values."""
     if dataset not in PREPARERS:
         raise ConfigError(f"cannot prepare {dataset!r}; allowed: {sorted(PREPARERS)}")
     return PREPARERS[dataset](Path(src), Path(out), **(options or {}))

@@ -16,6 +16,7 @@ descriptor pool, where it would clash with TensorFlow or another package shippin
 from __future__ import annotations
 
 import functools
+import gzip
 import io
 import logging
 import lzma
@@ -54,6 +55,7 @@ ROOT = "softmotion30_44k"
 SPLITS = ("train", "test")
 SHAPE = (FRAMES, SIZE, SIZE, CHANNELS)
 _MASK_DELTA = 0xA282EAD8
+_GZIP_MAGIC = b"\x1f\x8b"
 # The most one read asks for: a record length the file cannot back costs no more memory than the
 # bytes the file actually holds, even where its size is unknown.
 _READ_CHUNK = 1 << 24
@@ -93,7 +95,11 @@ def _read_exact(fileobj: BinaryIO, size: int) -> bytes:
 
 
 def _end(fileobj: BinaryIO) -> int | None:
-    """The stream's length (a file, or a tar member from ``extractfile``), None if unseekable."""
+    """The stream's length (a file, or a tar member from ``extractfile``), None if unseekable or
+    gzip-compressed: finding that length would decompress the whole file an extra time (and fail
+    on a cut one), while ``_read_exact`` bounds every read by the bytes there are anyway."""
+    if isinstance(fileobj, gzip.GzipFile):
+        return None
     try:
         pos = fileobj.tell()
         end = fileobj.seek(0, os.SEEK_END)
@@ -142,6 +148,19 @@ def iter_records(fileobj: BinaryIO) -> Iterator[bytes]:
 
 def _left(fileobj: BinaryIO, end: int | None) -> int | None:
     return None if end is None else end - fileobj.tell()
+
+
+def _decompressed(fileobj: BinaryIO) -> BinaryIO:
+    """The TFRecord bytes of a seekable shard: ``fileobj`` itself, or a reader of its content
+    when TensorFlow wrote it with ``compression_type='GZIP'``, which compresses the whole framed
+    file. The gzip magic (1f 8b) is trusted only where the first 12 bytes are not a record header
+    whose length CRC holds, since an uncompressed record's length may begin with those bytes."""
+    head = _read_exact(fileobj, 12)
+    fileobj.seek(0)
+    plain = len(head) == 12 and masked_crc32c(head[:8]) == struct.unpack("<I", head[8:])[0]
+    if plain or head[:2] != _GZIP_MAGIC:
+        return fileobj
+    return gzip.GzipFile(fileobj=fileobj, mode="rb")
 
 
 # --- tf.train.Example, straight from the protobuf wire format -----------------------------------
@@ -377,7 +396,7 @@ def _convert(shard: _Shard) -> tuple[np.ndarray, list[tuple[str, str]]]:
     skips one record; broken framing (truncation, bad length CRC) ends the file there, as does an
     archive that ends inside the shard."""
     videos, skipped, index = [], [], 0
-    with shard.open() as f:
+    with shard.open() as raw, _decompressed(raw) as f:
         end = _end(f)
         while True:
             try:
@@ -393,7 +412,7 @@ def _convert(shard: _Shard) -> tuple[np.ndarray, list[tuple[str, str]]]:
                 skipped.append((f"{shard.label} record {index}", err.reason))
             except ExampleError as err:
                 skipped.append((f"{shard.label} record {index}", str(err)))
-            except _ARCHIVE_ERRORS as err:  # the tar ends (or is damaged) inside this member
+            except _ARCHIVE_ERRORS as err:  # the tar or the gzip stream ends (or is damaged) here
                 reason = (
                     f"the archive cannot be read here ({err}); this and any later records are lost"
                 )

@@ -1,10 +1,11 @@
 """KTH actions: the six official zips (or their extracted avi files) -> one .npy per video.
 
 Layout under ``out/kth{size}/``: ``videos/<name>.npy`` (uint8 (T, size, size), memory-mappable)
-and ``index.json`` (per video: person, action, scenario, split, frame count, file and the 0-based
-[start, end) repetition segments of ``00sequences.txt``). Frames are squashed to size x size like
-the reference pipeline (aspect ratio not kept) and reduced to one channel (luma: KTH is grayscale
-content stored in a colour codec, so R = G = B and the luma is that value).
+and ``index.json`` (the resize filter, and per video: person, action, scenario, split, frame count,
+file and the 0-based [start, end) repetition segments of ``00sequences.txt``). Frames are squashed
+to size x size like the reference pipeline (aspect ratio not kept), with its scaler by default
+(see ``RESIZE``), and reduced to one channel (luma: KTH is grayscale content stored in a colour
+codec, so R = G = B and the luma is that value).
 
 A rerun reuses the finished .npy files that pass their header checks; corrupt or truncated videos
 and malformed ``00sequences.txt`` lines are reported and left out, and a video that is not
@@ -14,6 +15,7 @@ converted leaves no file behind, so a rerun on repaired inputs converts it.
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import zipfile
@@ -34,7 +36,7 @@ from svg_lightning.data.sources.storage import (
     reusable_rows,
     save_npy,
 )
-from svg_lightning.errors import DataSourceError
+from svg_lightning.errors import ConfigError, DataSourceError
 from svg_lightning.files import write_json
 
 CLASSES = ("boxing", "handclapping", "handwaving", "jogging", "running", "walking")
@@ -46,6 +48,15 @@ SPLIT_PERSONS = {"train": "persons 01-20", "test": "persons 21-25"}
 # A header frame count may overstate by a frame or two without the file being damaged; a truncated
 # file loses far more, or shows in its RIFF sizes (see read_video).
 HEADER_SLACK = 2
+# How frames are shrunk to size x size. "bicubic" is the reference's: its converter runs
+# `ffmpeg -i AVI -r 25 -f image2 -s 64x64`, whose scaler is libswscale with ffmpeg's default
+# bicubic filter, and PyAV's reformat calls that same libswscale. "bilinear" is PIL's (area-aware
+# when shrinking), what earlier versions wrote. The first is the default.
+RESIZE = ("bicubic", "bilinear")
+# Which filter the videos under videos/ were resized with, written before the first of them, so a
+# rerun with another filter converts them again instead of mixing the two (index.json is only
+# written at the end; a run that stopped earlier leaves none).
+RESIZE_RECORD = "resize.json"
 # What Python's zipfile decompresses (stored, deflate, bzip2, LZMA).
 ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
 
@@ -251,14 +262,20 @@ def _missing_bytes(f: BinaryIO) -> int:
     return missing
 
 
-def read_video(file: str | Path | BinaryIO, size: int) -> np.ndarray:
-    """Every frame of an avi as uint8 (T, size, size): luma, resized with PIL bilinear.
+def shrink(frame: av.VideoFrame, size: int, resize: str = RESIZE[0]) -> np.ndarray:
+    """One decoded frame as uint8 (size, size) grey (swscale's conversion to full-range grey),
+    resized with the ``RESIZE`` filter named ``resize``."""
+    if resize == "bicubic":  # scale and grey conversion in one swscale call, like ffmpeg -s
+        return frame.reformat(size, size, "gray", interpolation="BICUBIC").to_ndarray()
+    gray = Image.fromarray(frame.to_ndarray(format="gray"))
+    return np.asarray(gray.resize((size, size), Image.Resampling.BILINEAR))
 
-    PIL's bilinear filter widens its support when shrinking (area-aware), so the 160 -> 64 width
-    reduction does not alias. Raises VideoError if no frame decodes, if the decoded frames fall
-    short of the count in the AVI header by more than ``HEADER_SLACK``, or by any amount when the
-    file is shorter than its RIFF header says: a truncated file otherwise decodes its first
-    frames without any error.
+
+def read_video(file: str | Path | BinaryIO, size: int, resize: str = RESIZE[0]) -> np.ndarray:
+    """Every frame of an avi as uint8 (T, size, size), through ``shrink``. Raises VideoError if
+    no frame decodes, if the decoded frames fall short of the count in the AVI header by more than
+    ``HEADER_SLACK``, or by any amount when the file is shorter than its RIFF header says: a
+    truncated file otherwise decodes its first frames without any error.
     """
     if isinstance(file, (str, Path)):
         with open(file, "rb") as f:
@@ -272,8 +289,7 @@ def read_video(file: str | Path | BinaryIO, size: int) -> np.ndarray:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             for frame in container.decode(stream):
-                gray = Image.fromarray(frame.to_ndarray(format="gray"))
-                frames.append(np.asarray(gray.resize((size, size), Image.Resampling.BILINEAR)))
+                frames.append(shrink(frame, size, resize))
             expected = stream.frames
     except av.error.FFmpegError as err:
         if missing:  # the decoder's complaint is about the cut
@@ -288,9 +304,9 @@ def read_video(file: str | Path | BinaryIO, size: int) -> np.ndarray:
     return np.stack(frames)
 
 
-def _load(source: Source, size: int) -> np.ndarray:
+def _load(source: Source, size: int, resize: str) -> np.ndarray:
     if source.member is None:
-        return read_video(source.path, size)
+        return read_video(source.path, size, resize)
     # PyAV reads file-like objects, so nothing is extracted to disk; the member is read into
     # memory (one video, megabytes) because seeking back in a compressed zip stream restarts
     # decompression, and reading it whole checks its CRC up front.
@@ -306,7 +322,7 @@ def _load(source: Source, size: int) -> np.ndarray:
             data = zf.read(info)
         except (RuntimeError, NotImplementedError) as err:  # zipfile's "cannot decompress this"
             raise VideoError(f"cannot be read from the zip: {err}{how}") from err
-    return read_video(io.BytesIO(data), size)
+    return read_video(io.BytesIO(data), size, resize)
 
 
 # What a bad input can raise; anything else (a bug, a full disk, Ctrl-C) stops the run.
@@ -319,13 +335,15 @@ def _reason(err: Exception) -> str:
     return f"{type(err).__name__}: {text}"
 
 
-def _convert(copies: list[Source], size: int, summary: PrepareSummary) -> np.ndarray | None:
+def _convert(
+    copies: list[Source], size: int, resize: str, summary: PrepareSummary
+) -> np.ndarray | None:
     """The video from the first copy that decodes completely, or None if none does. Every copy
     that fails is reported, with the copy used instead if there is one."""
     failed = []
     for source in copies:
         try:
-            video = _load(source, size)
+            video = _load(source, size, resize)
         except _BAD_INPUT as err:
             failed.append((source.label, _reason(err)))
             continue
@@ -360,10 +378,32 @@ def _empty_splits(src: Path, sources: Sources, entries: list[dict], skipped) -> 
     )
 
 
-def prepare_kth(src: Path, out: Path, size: int = 64) -> PrepareSummary:
-    """Convert every KTH video under ``src`` to ``out/kth{size}/videos/<name>.npy`` and write
-    ``index.json`` last, so its presence means the run finished; DataSourceError (and no
-    index.json) if the train or test split ends up without any video."""
+def _claim_filter(root: Path, resize: str, summary: PrepareSummary) -> None:
+    """Make ``resize`` the filter of every video under ``root/videos``: the videos of an earlier
+    run that used another one (videos without a ``RESIZE_RECORD`` predate it: bilinear) are
+    deleted, with the index.json that lists them, and reported in ``summary.replaced``."""
+    record, videos = root / RESIZE_RECORD, sorted((root / "videos").glob("*.npy"))
+    try:
+        previous = json.loads(record.read_text())["resize"]
+    except (OSError, ValueError, KeyError, TypeError):  # none, or not one this code wrote
+        previous = "bilinear" if videos else resize
+    if previous != resize:
+        for path in videos:
+            path.unlink()
+        remove_stale_index(root / "index.json")
+        if videos:
+            why = f"resized with {previous}; converted again with {resize}"
+            summary.replaced.append((f"{len(videos)} videos in {root / 'videos'}", why))
+    write_json(record, {"resize": resize})
+
+
+def prepare_kth(src: Path, out: Path, size: int = 64, resize: str = RESIZE[0]) -> PrepareSummary:
+    """Convert every KTH video under ``src`` to ``out/kth{size}/videos/<name>.npy``, shrunk with
+    the ``RESIZE`` filter ``resize``, and write ``index.json`` last, so its presence means the run
+    finished; DataSourceError (and no index.json) if the train or test split ends up without any
+    video."""
+    if resize not in RESIZE:
+        raise ConfigError(f"resize={resize!r} is not a KTH resize filter; allowed: {list(RESIZE)}")
     sources = find_sources(src)
     listings, problems = {}, []
     if sources.sequences:
@@ -374,6 +414,7 @@ def prepare_kth(src: Path, out: Path, size: int = 64) -> PrepareSummary:
     entries = []
     with output_folder(root, ["videos"]) as removed:
         summary.removed_temporaries = removed
+        _claim_filter(root, resize, summary)
         with progress_bar(f"KTH {size}x{size}", len(sources.copies)) as advance:
             for name, copies in sources.copies.items():
                 s = copies[0]
@@ -383,7 +424,7 @@ def prepare_kth(src: Path, out: Path, size: int = 64) -> PrepareSummary:
                 if frames is not None:
                     summary.reused += 1
                 else:
-                    video = _convert(copies, size, summary)
+                    video = _convert(copies, size, resize, summary)
                     if video is None:
                         advance(0)
                         continue
@@ -409,10 +450,15 @@ def prepare_kth(src: Path, out: Path, size: int = 64) -> PrepareSummary:
                         "segments": None if segments is None else [list(g) for g in segments],
                     }
                 )
+        summary.not_found = [
+            (name, f"{sources.sequences} line {listing.line}")
+            for name, listing in listings.items()
+            if name not in sources.copies
+        ]
         if problem := _empty_splits(Path(src), sources, entries, summary.skipped):
             remove_stale_index(root / "index.json")
             raise DataSourceError(problem)
-        index = {"dataset": "kth", "size": size, "videos": entries}
+        index = {"dataset": "kth", "size": size, "resize": resize, "videos": entries}
         write_json(
             root / "index.json", index | {"sequences_file": sources.sequences is not None}, indent=1
         )

@@ -50,20 +50,22 @@ def save_npy(path: Path, array: np.ndarray) -> None:
 
 
 class InvalidOutput(ValueError):
-    """An output file from an earlier run that cannot be reused; the message says why."""
+    """A prepared array that cannot be used (reused by a rerun, or read by a DataModule); the
+    message says why, as a predicate of the file ("is ...", "holds ...")."""
 
 
 def npy_rows(path: Path, tail: tuple[int, ...]) -> int:
     """The first dimension of the finished array at ``path``, after checking that it is a whole
     uint8 .npy of shape (rows, *tail): its header must parse, and the file must be exactly as long
     as the header says (a truncated or padded file is not the array it claims). InvalidOutput
-    otherwise. Only the header is read."""
+    otherwise. Only the header is read. Both the prepare run's reuse of its earlier outputs and
+    the DataModules' check of the prepared data use it."""
     try:
         array = np.load(path, mmap_mode="r")
     except (ValueError, OSError, EOFError) as err:
-        raise InvalidOutput(f"not a readable .npy array ({err})") from None
+        raise InvalidOutput(f"is not a readable .npy array ({err})") from None
     if not isinstance(array, np.ndarray):  # an .npz archive loads as a mapping
-        raise InvalidOutput("not a .npy array")
+        raise InvalidOutput("is not a .npy array")
     if array.dtype != np.uint8 or array.ndim != 1 + len(tail) or array.shape[1:] != tail:
         raise InvalidOutput(
             f"holds {array.dtype} {array.shape}, expected uint8 (N, {', '.join(map(str, tail))})"
@@ -71,7 +73,7 @@ def npy_rows(path: Path, tail: tuple[int, ...]) -> int:
     expected = getattr(array, "offset", 0) + array.nbytes
     actual = path.stat().st_size
     if actual != expected:
-        raise InvalidOutput(f"{actual} bytes, but its header describes {expected}")
+        raise InvalidOutput(f"is {actual} bytes long, but its header describes {expected}")
     return int(array.shape[0])
 
 
@@ -79,7 +81,8 @@ def npy_rows(path: Path, tail: tuple[int, ...]) -> int:
 class PrepareSummary:
     """What a preparation run did; ``skipped`` holds (item, reason) for every input left out,
     ``replaced`` (file, reason) for every output of an earlier run that was not valid and was
-    converted again."""
+    converted again, ``not_found`` (item, where it is listed) for every input that a list in the
+    sources names but no archive holds."""
 
     dataset: str
     out: Path
@@ -88,6 +91,7 @@ class PrepareSummary:
     reused: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
     replaced: list[tuple[str, str]] = field(default_factory=list)
+    not_found: list[tuple[str, str]] = field(default_factory=list)
     removed_temporaries: int = 0
 
     def lines(self) -> list[str]:
@@ -97,6 +101,9 @@ class PrepareSummary:
             f"skipped: {len(self.skipped)}",
         ]
         out += [f"  {item}: {why}" for item, why in self.skipped]
+        if self.not_found:
+            out.append(f"listed, not found: {len(self.not_found)}")
+            out += [f"  {item}: listed in {where}, in no archive" for item, where in self.not_found]
         if self.replaced:
             out.append(f"replaced: {len(self.replaced)} invalid output files of an earlier run")
             out += [f"  {item}: {why}" for item, why in self.replaced]

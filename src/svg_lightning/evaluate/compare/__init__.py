@@ -14,15 +14,42 @@ from svg_lightning.console import print_table
 from svg_lightning.errors import InputError
 from svg_lightning.evaluate.report import mean_ci, plot_curves
 
+# What the table and the plot read of a metrics.json (evaluate/report.py writes them all).
+PARTS = ("protocol", "summary", "curves")
+
 
 def load_metrics(path: Path) -> dict:
     file = path / "metrics.json" if path.is_dir() else path
     if not file.is_file():
         raise InputError(f"{file} does not exist (expected an evaluation's metrics.json)")
     try:
-        return json.loads(file.read_text())
-    except json.JSONDecodeError as err:
+        doc = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise InputError(f"{file} is not an evaluation's metrics.json: {err}") from None
+    parts = doc if isinstance(doc, dict) else {}
+    missing = [k for k in PARTS if not isinstance(parts.get(k), dict)]
+    if not missing and "ssim_bestofN" not in doc["curves"]:
+        missing = ["curves.ssim_bestofN"]
+    if missing:
+        raise InputError(
+            f"{file} is not an evaluation's metrics.json (no {', '.join(missing)}); give the "
+            "folder or metrics.json that `svg evaluate` wrote"
+        )
+    return doc
+
+
+def check_out(out: Path) -> None:
+    """The plot's path must be a .png in an existing, writable folder (checked before any
+    input is read)."""
+    if out.suffix.lower() != ".png":
+        raise InputError(f"--out {out} must name a .png file, e.g. --out {out.with_suffix('.png')}")
+    if out.is_dir():
+        raise InputError(f"--out {out} is a folder; name the .png file to write")
+    folder = out.parent
+    if not folder.is_dir():
+        raise InputError(f"--out {out}: the folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"--out {out}: the folder {folder} is not writable; pick another --out")
 
 
 def default_out(runs: list[Path]) -> Path:
@@ -37,7 +64,11 @@ def compare(runs: list[Path], labels: list[str] | None, out: Path | None) -> dic
     label -> metrics."""
     if labels and len(labels) != len(runs):
         raise InputError(f"--labels has {len(labels)} names for {len(runs)} runs")
+    if out is not None:  # a bad --out is named before the inputs are read
+        check_out(out)
     loaded = [load_metrics(p) for p in runs]
+    out = out or default_out(runs)
+    check_out(out)
     labels = labels or [
         f"{m['protocol'].get('model', '?')} ({p.resolve().parent.name if p.is_file() else p.name})"
         for p, m in zip(runs, loaded)
@@ -50,7 +81,6 @@ def compare(runs: list[Path], labels: list[str] | None, out: Path | None) -> dic
         if len(set(map(str, values.values()))) > 1:
             print(f"warning: the runs differ in {key}: {values}; their numbers are not comparable",
                   file=sys.stderr)  # fmt: skip
-    out = out or default_out(runs)
     plot_curves(out, by_label, title="best of N per video")
     names = ["ssim_bestofN", "psnr_bestofN", "ssim_copy_last", "psnr_copy_last", "ssim_black",
              "psnr_black"]  # fmt: skip
