@@ -3,6 +3,8 @@ preempted run saves its work and says so (the data-preparation cases are in test
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import re
@@ -19,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 
+from svg_lightning import checkpoint
 from svg_lightning.analyze import analyze
 from svg_lightning.callbacks import StopOnNonFiniteLoss
 from svg_lightning.checkpoint import read_checkpoint
@@ -26,7 +29,7 @@ from svg_lightning.cli import compare_main
 from svg_lightning.compose import compose_config
 from svg_lightning.errors import CheckpointError, ConfigError, InputError, NonFiniteLossError
 from svg_lightning.evaluate import evaluate
-from svg_lightning.files import write_json
+from svg_lightning.files import output_error, write_json
 from svg_lightning.module import META_KEY, SVGModule
 from svg_lightning.sample import read_frames, sample
 from svg_lightning.train import train
@@ -375,3 +378,25 @@ def test_sample_reads_only_the_frames_it_uses_of_an_array(tmp_path):
     np.testing.assert_array_equal(frames[:, 0], arr[:4])
     with pytest.raises(InputError, match=r"NaN or inf values in frame\(s\) \[150\]"):
         read_frames(tmp_path / "long.npy")
+
+
+def test_a_checkpoint_write_on_a_full_disk_is_named(tmp_path, monkeypatch):
+    """torch.save turns the OSError of a full disk into a RuntimeError without the path."""
+
+    class Full(io.BytesIO):
+        def write(self, data):
+            if self.tell() > 100:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return super().write(data)
+
+        def fileno(self):
+            raise AssertionError("never reached: the write fails first")
+
+    monkeypatch.setattr(checkpoint, "open", lambda *a, **k: Full(), raising=False)
+    path = tmp_path / "last.ckpt"
+    with pytest.raises(OSError) as err:
+        checkpoint.AtomicCheckpointIO().save_checkpoint({"x": torch.zeros(1000)}, path)
+    assert err.value.errno == errno.ENOSPC and err.value.filename == str(path)
+    message = str(output_error(err.value))
+    assert message.startswith(f"no space left writing {path}") and "MB free there" in message
+    assert not list(tmp_path.iterdir())  # nothing half-written left

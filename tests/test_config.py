@@ -38,8 +38,22 @@ PAPER_EXPERIMENTS = sorted(
 )
 
 
+OWN_VIDEOS_EXPERIMENTS = ["videos_det", "videos_fp", "videos_lp"]
+
+
 def test_the_nine_paper_experiments_and_the_cpu_study_exist():
-    assert EXPERIMENTS == sorted([*PAPER_EXPERIMENTS, "reproduce_cpu"])
+    assert EXPERIMENTS == sorted([*PAPER_EXPERIMENTS, *OWN_VIDEOS_EXPERIMENTS, "reproduce_cpu"])
+
+
+@pytest.mark.parametrize("name", OWN_VIDEOS_EXPERIMENTS)
+def test_own_videos_experiments_take_bair_settings(tmp_path, name):
+    cfg = compose_cfg(tmp_path, f"+experiment={name}", "data.data_dir=nowhere")
+    validate_config(cfg)  # unprepared: the channels check waits for the data
+    m = cfg.model
+    assert (cfg.n_past, cfg.n_future, m.backbone, m.z_dim, m.beta, m.lr) == (
+        2, 10, "vgg64", 64, 1.0e-4, 2.0e-3
+    )  # fmt: skip
+    assert cfg.task_name == name
 
 
 @pytest.mark.parametrize("model,variant", [("svg_lp", "lp"), ("deterministic", "deterministic")])

@@ -499,8 +499,8 @@ def test_bilinear_resize_is_an_option_and_a_change_of_filter_converts_again(kth_
     summary = kth.prepare_kth(kth_src, tmp_path)  # the default, bicubic: nothing is reused
     assert summary.reused == 0
     assert summary.replaced == [
-        (f"{len(VIDEOS)} videos in {root / 'videos'}", "resized with bilinear; converted again "
-         "with bicubic")
+        (f"{len(VIDEOS)} videos in {root / 'videos'}", "made with resize=bilinear; converted "
+         "again with resize=bicubic")
     ]  # fmt: skip
     got = np.load(root / "videos" / "person01_boxing_d1.npy")
     assert np.abs(got.astype(float) - resized(frames_for(0, 10), 64)).mean() < TOLERANCE

@@ -138,7 +138,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError(f"{type(self).__name__} takes no storage_options")
         path = Path(path)
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            torch.save(checkpoint, f)
+            try:
+                torch.save(checkpoint, f)
+            except RuntimeError as err:
+                # torch reports a failed write (a full disk) as its own RuntimeError; the OSError
+                # behind it, with the checkpoint's path, is what the command line can name.
+                cause = err.__context__
+                if isinstance(cause, OSError):
+                    raise OSError(cause.errno, cause.strerror, str(path)) from err
+                raise
             f.flush()
             os.fsync(f.fileno())
 

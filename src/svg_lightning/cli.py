@@ -6,7 +6,7 @@ finishes the W&B run.
     svg evaluate ckpt_path=...     python -m svg_lightning.evaluate ckpt_path=...
     svg sample ckpt_path=... input=... out=...
     svg analyze {prior,trajectories} ckpt_path=...
-    svg prepare {kth,bair} --src PATH --out DATA_DIR
+    svg prepare {kth,bair,videos} --src PATH --out DATA_DIR
     svg compare RUN ... [--out FILE]
     svg convert REFERENCE.pth --out FILE.ckpt
     svg reproduce [overrides] [--out DIR] [--seeds 1,2,3]   python -m svg_lightning.reproduce
@@ -37,6 +37,7 @@ from svg_lightning.config import config_dir
 from svg_lightning.convert import convert
 from svg_lightning.data.prepare import prepare
 from svg_lightning.data.sources.kth import RESIZE
+from svg_lightning.data.sources.videos import DEFAULT_SPLIT, MIN_FRAMES
 from svg_lightning.errors import SVGError
 from svg_lightning.evaluate import evaluate
 from svg_lightning.evaluate.compare import compare
@@ -182,10 +183,10 @@ def analyze_main() -> None:
 def prepare_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m svg_lightning.data.prepare",
-        description="Convert the official KTH or BAIR archives into the memory-mapped arrays the "
-        "DataModules read. Resumable: finished files are kept and skipped on a rerun; an "
-        "interrupted run leaves no file that looks finished. Corrupt or truncated inputs are "
-        "reported with their names and skipped.",
+        description="Convert the official KTH or BAIR archives, or your own videos, into the "
+        "memory-mapped arrays the DataModules read. Resumable: finished files are kept and "
+        "skipped on a rerun; an interrupted run leaves no file that looks finished. Corrupt or "
+        "truncated inputs are reported with their names and skipped.",
     )
     sub = parser.add_subparsers(dest="dataset", required=True)
     kth = sub.add_parser("kth", help="the six KTH action zips or their *_uncomp.avi files")
@@ -200,8 +201,61 @@ def prepare_main(argv: list[str] | None = None) -> int:
     bair = sub.add_parser("bair", help="bair_robot_pushing_dataset_v0.tar or softmotion30_44k/")
     bair.add_argument("--src", type=Path, required=True, help="the tar, or the extracted folder")
     bair.add_argument("--out", type=Path, required=True, help="data folder (data.data_dir)")
+    videos = sub.add_parser(
+        "videos", help="your own videos: a folder, a glob or a list of video files / .npy arrays"
+    )
+    videos.add_argument(
+        "--src",
+        required=True,
+        help="a folder (searched recursively), a glob, or a .txt list of paths",
+    )
+    videos.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="the prepared folder (data.data_dir of data=videos), outside --src",
+    )
+    videos.add_argument(
+        "--size",
+        type=int,
+        choices=(32, 64, 128),
+        default=64,
+        help="frames are squashed to size x size (default 64)",
+    )
+    videos.add_argument(
+        "--channels",
+        type=int,
+        choices=(1, 3),
+        default=3,
+        help="1: full-range grey (as KTH), 3: RGB (default)",
+    )
+    videos.add_argument("--every", type=int, default=1, metavar="K", help="keep every K-th frame")
+    videos.add_argument(
+        "--min-frames",
+        type=int,
+        default=MIN_FRAMES,
+        metavar="N",
+        help=f"skip videos shorter than N kept frames (default {MIN_FRAMES}: "
+        "n_past + n_future of the videos_* experiments)",
+    )
+    how = videos.add_mutually_exclusive_group()
+    how.add_argument(
+        "--split",
+        default=None,
+        help=f"fractions of videos by a hash of their path (default {DEFAULT_SPLIT})",
+    )
+    how.add_argument(
+        "--split-file",
+        type=Path,
+        default=None,
+        help="lines 'relative/path split' (split: train, val or test)",
+    )
     args = parser.parse_args(argv)
     options = {"size": args.size, "resize": args.resize} if args.dataset == "kth" else {}
+    if args.dataset == "videos":
+        options = {"size": args.size, "channels": args.channels, "every": args.every,
+                   "min_frames": args.min_frames, "split": args.split,
+                   "split_file": args.split_file}  # fmt: skip
     try:
         code, summary = _returning_code(prepare, args.dataset, args.src, args.out, options)
     except KeyboardInterrupt:

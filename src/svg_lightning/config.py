@@ -15,6 +15,7 @@ import torch
 from hydra.utils import get_class, get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from svg_lightning.data.sources.videos import prepared_channels
 from svg_lightning.devices import check_memory
 from svg_lightning.errors import ConfigError
 from svg_lightning.models.batchnorm import BN_STATS
@@ -27,6 +28,30 @@ PRECISIONS = ("32", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true")
 SEED_MAX = 2**32 - 1  # numpy's seeds (the data's and the analyses' generators) are 32-bit
 # The LightningModule's own settings; the rest of ``model`` is the architecture (SVGConfig).
 TRAINING_SETTINGS = tuple(inspect.signature(SVGModule.__init__).parameters)[1:-1]
+# What model.channels is before `prepare videos` has written the index it reads: that command's
+# default. The DataModule refuses to run on unprepared data, so no model is built with it.
+UNPREPARED_CHANNELS = 3
+
+
+def _prepared_channels(*, _root_) -> int:
+    """``${prepared_channels:}``: the channels of the videos prepared into ``data.data_dir``, so
+    the videos_* experiments' model takes the frames the data holds without a setting to keep in
+    step (a ``???`` data_dir, not given yet, reads as unprepared)."""
+    return prepared_channels(OmegaConf.select(_root_, "data.data_dir", default=None)) or (
+        UNPREPARED_CHANNELS
+    )
+
+
+OmegaConf.register_new_resolver("prepared_channels", _prepared_channels, replace=True)
+
+
+def dataset_channels(data_cfg, data_cls) -> int | None:
+    """The channels of the dataset's frames: its class's, or for data whose channels are chosen
+    when it is prepared (VideosDataModule), those of its index; None while it is not prepared
+    (the DataModule then refuses)."""
+    if data_cls.channels is not None:
+        return data_cls.channels
+    return data_cls.prepared_channels(data_cfg)
 
 
 def config_dir() -> str:
@@ -367,10 +392,11 @@ def validate_config(cfg: DictConfig) -> None:
 
     data_cls = get_class(cfg.data._target_)
     check_data(c, cfg.data, data_cls, cfg.n_past, cfg.n_future)
-    if arch.channels != data_cls.channels:
+    channels = dataset_channels(cfg.data, data_cls)
+    if channels is not None and arch.channels != channels:
         c.errors.append(
             f"model.channels={arch.channels} does not match the dataset, which has "
-            f"{data_cls.channels} channel(s); set model.channels={data_cls.channels}"
+            f"{channels} channel(s); set model.channels={channels}"
         )
     if data_cls.max_seq_len and cfg.n_past + cfg.n_future > data_cls.max_seq_len:
         c.errors.append(
@@ -494,10 +520,11 @@ def check_model_fits_data(hparams, data_cfg, data_cls, source: str, stored=None)
     (``stored``: the training config the checkpoint carries) come from that dataset: KTH and
     SM-MNIST frames have the same size and channels."""
     size, channels = hparams.get("image_size"), hparams.get("channels")
-    if channels != data_cls.channels or size != data_cfg.get("image_size"):
+    data_channels = dataset_channels(data_cfg, data_cls)
+    if channels != (data_channels or channels) or size != data_cfg.get("image_size"):
         raise ConfigError(
             f"the checkpoint's network takes {channels}-channel {size}x{size} frames, but "
-            f"{source} describes {data_cls.__name__} with {data_cls.channels}-channel "
+            f"{source} describes {data_cls.__name__} with {data_channels}-channel "
             f"{data_cfg.get('image_size')}x{data_cfg.get('image_size')} frames; point "
             "train_config= at the config the checkpoint was trained with"
         )

@@ -198,3 +198,35 @@ def make_tar(tmp_path, format=tarfile.DEFAULT_FORMAT):
     with tarfile.open(tar_path, "w", format=format) as tar:
         tar.add(tmp_path / "raw" / "softmotion30_44k", arcname="softmotion30_44k")
     return tar_path
+
+
+# --- Your own videos ----------------------------------------------------------------------------
+
+
+def bouncing_square(frames: int, size: int, seed: int, colour=(255, 64, 32)) -> np.ndarray:
+    """uint8 (frames, size, size, 3): a square that moves and bounces off the borders."""
+    rng = np.random.default_rng(seed)
+    side = size // 4
+    pos, vel = rng.uniform(0, size - side, 2), rng.uniform(-3, 3, 2)
+    out = np.zeros((frames, size, size, 3), np.uint8)
+    for t in range(frames):
+        y, x = pos.astype(int)
+        out[t, y : y + side, x : x + side] = colour
+        pos += vel
+        for i in range(2):
+            if not 0 <= pos[i] <= size - side:
+                vel[i] = -vel[i]
+                pos[i] = np.clip(pos[i], 0, size - side)
+    return out
+
+
+def write_mp4(path: Path, frames: np.ndarray, fps: int = 10) -> None:
+    """uint8 (T, H, W, 3) RGB or (T, H, W) grey -> H.264 (else MPEG-4) in MP4."""
+    codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream(codec, rate=fps)
+        s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        for f in frames:
+            fmt = "rgb24" if f.ndim == 3 else "gray"
+            c.mux(s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format=fmt)))
+        c.mux(s.encode())

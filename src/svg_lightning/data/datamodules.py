@@ -1,5 +1,5 @@
-"""The DataModules the configs in ``conf/data`` name: generated Stochastic Moving MNIST, and KTH
-and BAIR read from the arrays ``python -m svg_lightning.data.prepare`` writes."""
+"""The DataModules the configs in ``conf/data`` name: generated Stochastic Moving MNIST, and KTH,
+BAIR and your own videos read from the arrays ``python -m svg_lightning.data.prepare`` writes."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ import json
 import logging
 from pathlib import Path, PurePosixPath
 
+from omegaconf import DictConfig, OmegaConf
+
 from svg_lightning.data.base import VideoDataModule
 from svg_lightning.data.clips import Clips, fixed_clips
 from svg_lightning.data.digits import load_digits
 from svg_lightning.data.smmnist import IMAGE_SIZES, MovingMNIST
 from svg_lightning.data.sources.storage import InvalidOutput, npy_rows
+from svg_lightning.data.sources.videos import prepared_channels
 from svg_lightning.errors import ConfigError, DataNotPreparedError
 
 log = logging.getLogger(__name__)
@@ -166,7 +169,66 @@ def _long_enough(videos: list, seq_len: int, title: str, split: str) -> list:
     return keep
 
 
-class KTHDataModule(PreparedVideoDataModule):
+class PerVideoDataModule(PreparedVideoDataModule):
+    """One ``.npy`` per video, listed in index.json's ``videos`` with its split (KTH, your own
+    videos). Training clips: a video uniformly, then a start frame; validation and test: fixed
+    seeded clips from ``validation_videos`` and the test videos."""
+
+    splits: tuple[str, ...] = ("train", "test")  # train and test must hold videos
+
+    def validation_videos(self, split: dict[str, list], test: list) -> list:
+        """The videos validation clips come from: the test videos (KTH's reference has no
+        validation split)."""
+        return test
+
+    def setup(self, stage: str | None = None) -> None:
+        split = self.read_videos(self.load_index())
+        hp = self.hparams
+        train = _long_enough(split["train"], self.seq_len, self.title, "train")
+        self.train_set = Clips(self.root, train, self.seq_len, hp.train_length, seed=hp.train_seed)
+        test = _long_enough(split["test"], max(self.seq_len, self.test_seq_len), self.title, "test")
+        val = self.validation_videos(split, test)
+        val_clips = fixed_clips(val, self.seq_len, hp.val_videos, hp.val_seed)
+        self.val_set = Clips(self.root, val, self.seq_len, len(val_clips), val_clips)
+        test_clips = fixed_clips(test, self.test_seq_len, self.test_videos, hp.test_seed)
+        self.test_set = Clips(self.root, test, self.test_seq_len, len(test_clips), test_clips)
+
+    def read_videos(self, index) -> dict[str, list]:
+        """{split: [(file, None, frames), ...]} from index.json, after checking every entry and
+        every array's header against it; DataNotPreparedError listing each problem."""
+        videos = index.get("videos") if isinstance(index, dict) else None
+        if not isinstance(videos, list):
+            self.refuse(["expected an object whose 'videos' is a list of videos"])
+        split, problems, seen, damaged = {s: [] for s in self.splits}, [], {}, set()
+        for i, v in enumerate(videos):
+            where, before = f"video {i}", len(problems)
+            if not isinstance(v, dict):
+                problems.append(f"{where} is {v!r}, not an object")
+                continue
+            where += f" ({v.get('name', 'no name')})"
+            if v.get("split") not in tuple(split):  # a tuple: the value may be unhashable
+                names = [repr(s) for s in self.splits]
+                choice = f"neither {', '.join(names[:-1])} nor {names[-1]}"
+                problems.append(f"{where}: split {v.get('split')!r} is {choice}")
+                continue
+            rows = None
+            if not _count(v.get("frames"), 1):
+                problems.append(f"{where}: frames {v.get('frames')!r} is not a count of frames")
+            else:
+                rows = self.array_rows(v.get("file"), where, self.frame_shape(), seen, problems)
+            if rows is not None and rows != v["frames"]:
+                problems.append(f"{where}: lists {v['frames']} frames, but {self.root / v['file']} "
+                                f"holds {rows}")  # fmt: skip
+            elif rows is not None:
+                split[v["split"]].append((v["file"], None, rows))
+            if len(problems) > before:
+                damaged.add(v["split"])
+        self.check_splits({s: split[s] for s in ("train", "test")}, damaged, problems)
+        self.refuse(problems)
+        return split
+
+
+class KTHDataModule(PerVideoDataModule):
     """KTH actions: persons 1-20 train, 21-25 test. Training clips: a video uniformly, then a start
     frame; validation/test: fixed seeded clips from the test persons (1,000 clips of 40 frames
     under the evaluation protocol)."""
@@ -184,48 +246,61 @@ class KTHDataModule(PreparedVideoDataModule):
     def prepare_command(self) -> str:
         return super().prepare_command() + f" --size {self.hparams.image_size}"
 
-    def setup(self, stage: str | None = None) -> None:
-        split = self.read_videos(self.load_index())
-        hp = self.hparams
-        train = _long_enough(split["train"], self.seq_len, self.title, "train")
-        self.train_set = Clips(self.root, train, self.seq_len, hp.train_length, seed=hp.train_seed)
-        test = _long_enough(split["test"], max(self.seq_len, self.test_seq_len), self.title, "test")
-        val_clips = fixed_clips(test, self.seq_len, hp.val_videos, hp.val_seed)
-        self.val_set = Clips(self.root, test, self.seq_len, len(val_clips), val_clips)
-        test_clips = fixed_clips(test, self.test_seq_len, self.test_videos, hp.test_seed)
-        self.test_set = Clips(self.root, test, self.test_seq_len, len(test_clips), test_clips)
+
+class VideosDataModule(PerVideoDataModule):
+    """Your own videos, prepared by ``prepare videos`` into ``data_dir`` itself. Splits as
+    index.json gives them; validation clips come from the val videos, or from the test videos
+    when there is none. The channels are those the data was prepared with (index.json), so they
+    are an attribute of the instance after ``setup``; ``prepared_channels`` reads them for the
+    config (``model.channels`` follows it)."""
+
+    name, title = "videos", "your videos"
+    archives = "your video files"
+    channels = None  # index.json's; see prepared_channels
+    image_sizes = (32, 64, 128)
+    splits = ("train", "val", "test")
+    # BAIR's clip lengths (the experiments' defaults); LPIPS and FVD as for the real datasets.
+    protocol = {"n_past": 2, "n_future": 10, "num_videos": 256, "lpips": True, "fvd": True}
+
+    @classmethod
+    def folder(cls, image_size: int) -> str:
+        return ""  # data_dir is the prepared folder (the --out of prepare videos)
+
+    @classmethod
+    def prepared_channels(cls, data_cfg) -> int | None:
+        """The channels of the data ``data_cfg`` (a data config) points at; None if unprepared
+        or not named yet (``data_dir: ???``)."""
+        if isinstance(data_cfg, DictConfig):
+            return prepared_channels(OmegaConf.select(data_cfg, "data_dir", default=None))
+        return prepared_channels(data_cfg.get("data_dir"))
+
+    def prepare_command(self) -> str:
+        return (
+            f"python -m svg_lightning.data.prepare videos --src YOUR_VIDEOS --out {self.data_dir} "
+            f"--size {self.hparams.image_size}"
+        )
 
     def read_videos(self, index) -> dict[str, list]:
-        """{split: [(file, None, frames), ...]} from index.json, after checking every entry and
-        every array's header against it; DataNotPreparedError listing each problem."""
-        videos = index.get("videos") if isinstance(index, dict) else None
-        if not isinstance(videos, list):
-            self.refuse(["expected an object whose 'videos' is a list of videos"])
-        split, problems, seen, damaged = {"train": [], "test": []}, [], {}, set()
-        for i, v in enumerate(videos):
-            where, before = f"video {i}", len(problems)
-            if not isinstance(v, dict):
-                problems.append(f"{where} is {v!r}, not an object")
-                continue
-            where += f" ({v.get('name', 'no name')})"
-            if v.get("split") not in tuple(split):  # a tuple: the value may be unhashable
-                problems.append(f"{where}: split {v.get('split')!r} is neither 'train' nor 'test'")
-                continue
-            rows = None
-            if not _count(v.get("frames"), 1):
-                problems.append(f"{where}: frames {v.get('frames')!r} is not a count of frames")
-            else:
-                rows = self.array_rows(v.get("file"), where, self.frame_shape(), seen, problems)
-            if rows is not None and rows != v["frames"]:
-                problems.append(f"{where}: lists {v['frames']} frames, but {self.root / v['file']} "
-                                f"holds {rows}")  # fmt: skip
-            elif rows is not None:
-                split[v["split"]].append((v["file"], None, rows))
-            if len(problems) > before:
-                damaged.add(v["split"])
-        self.check_splits(split, damaged, problems)
-        self.refuse(problems)
-        return split
+        size, channels = (index.get(k) if isinstance(index, dict) else None
+                          for k in ("size", "channels"))  # fmt: skip
+        if channels not in (1, 3):
+            self.refuse([f"channels {channels!r} is neither 1 nor 3"])
+        if size != self.hparams.image_size:
+            raise DataNotPreparedError(
+                f"{self.root} holds {size}x{size} frames, but data.image_size="
+                f"{self.hparams.image_size}; set data.image_size={size} (and a backbone of that "
+                f"size), or prepare again with --size {self.hparams.image_size}"
+            )
+        self.channels = channels
+        return super().read_videos(index)
+
+    def validation_videos(self, split: dict[str, list], test: list) -> list:
+        val = [v for v in split["val"] if v[2] >= self.seq_len]
+        if not val:
+            log.warning("%s: no val video of %d frames; validating on test clips",
+                        self.title, self.seq_len)  # fmt: skip
+            return test
+        return val
 
 
 class BAIRDataModule(PreparedVideoDataModule):

@@ -28,6 +28,7 @@ from omegaconf import DictConfig
 from svg_lightning.checkpoint import load_model, read_checkpoint
 from svg_lightning.config import Checks, architecture, frame_shape
 from svg_lightning.console import progress
+from svg_lightning.data.frames import to_tchw, unit_float
 from svg_lightning.devices import check_memory, pick_device
 from svg_lightning.errors import ConfigError, InputError
 from svg_lightning.files import check_writable, staged_outputs
@@ -35,7 +36,6 @@ from svg_lightning.module import EvalSettings
 from svg_lightning.numbering import sample_file
 from svg_lightning.viz import COND, PRED, framed, tile, upscale
 
-ACCEPTED = "(T, H, W), (T, H, W, C) or (T, C, H, W) with C = 1 or 3, uint8 or float in [0, 1]"
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, what PIL's "L" mode and ffmpeg's gray use
 MIN_VIDEO_SIZE = 128
 SAMPLES = "samples.npy"  # written last (files.staged_outputs): its presence means a finished run
@@ -64,39 +64,7 @@ def _read_npy(path: Path, limit: int | None) -> np.ndarray:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError) as err:
         raise InputError(f"input {path} cannot be read as a .npy array: {err}") from None
-    return _unit_float(_to_tchw(arr, path)[:limit], path)
-
-
-def _to_tchw(arr: np.ndarray, path: Path) -> np.ndarray:
-    """Layout by shape: channels-last wins when both dim 1 and the last dim could be channels
-    (e.g. (T, 3, W, 3)), matching how images and videos are usually stored."""
-    if arr.ndim == 3:
-        return arr[:, None]
-    if arr.ndim == 4 and arr.shape[-1] in (1, 3):
-        return arr.transpose(0, 3, 1, 2)
-    if arr.ndim == 4 and arr.shape[1] in (1, 3):
-        return arr
-    raise InputError(f"input {path} has shape {arr.shape}; accepted arrays: {ACCEPTED}")
-
-
-def _unit_float(arr: np.ndarray, path: Path) -> np.ndarray:
-    if arr.dtype == np.uint8:
-        return arr.astype(np.float32) / 255
-    if np.issubdtype(arr.dtype, np.floating):
-        dtype, arr = arr.dtype, np.array(arr, dtype=np.float32)  # reads the mapped slice
-        if arr.size and not np.isfinite(arr).all():
-            bad = sorted({int(t) for t in np.argwhere(~np.isfinite(arr))[:, 0]})
-            raise InputError(
-                f"input {path} holds NaN or inf values in frame(s) {bad[:5]} (from 0) of those "
-                f"used; accepted arrays: {ACCEPTED}"
-            )
-        if arr.size and not (arr.min() >= 0 and arr.max() <= 1):
-            raise InputError(
-                f"input {path} is {dtype} with values outside [0, 1] (range "
-                f"{arr.min():g}..{arr.max():g}); accepted arrays: {ACCEPTED}"
-            )
-        return arr
-    raise InputError(f"input {path} has dtype {arr.dtype}; accepted arrays: {ACCEPTED}")
+    return unit_float(to_tchw(arr, path)[:limit], path)
 
 
 def _read_video(path: Path, limit: int | None) -> np.ndarray:

@@ -15,26 +15,28 @@ converted leaves no file behind, so a rerun on repaired inputs converts it.
 from __future__ import annotations
 
 import io
-import json
-import os
 import re
 import zipfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
 
-import av
 import numpy as np
-from PIL import Image
 
 from svg_lightning.data.sources.storage import (
+    BAD_INPUT,
+    HEADER_SLACK,  # noqa: F401 (part of this module's interface since before storage had it)
+    RESIZE,
     PrepareSummary,
+    VideoError,
+    claim_settings,
     output_folder,
     progress_bar,
+    read_video,
+    reason,
     remove_stale_index,
     reusable_rows,
     save_npy,
+    shrink,  # noqa: F401 (as HEADER_SLACK)
 )
 from svg_lightning.errors import ConfigError, DataSourceError
 from svg_lightning.files import write_json
@@ -45,14 +47,6 @@ VIDEO_RE = re.compile(rf"person(\d\d)_({'|'.join(CLASSES)})_d(\d)_uncomp\.avi", 
 SEQUENCES_FILE = "00sequences.txt"
 TEST_PERSONS = range(21, 26)  # the reference split: persons 1-20 train, 21-25 test
 SPLIT_PERSONS = {"train": "persons 01-20", "test": "persons 21-25"}
-# A header frame count may overstate by a frame or two without the file being damaged; a truncated
-# file loses far more, or shows in its RIFF sizes (see read_video).
-HEADER_SLACK = 2
-# How frames are shrunk to size x size. "bicubic" is the reference's: its converter runs
-# `ffmpeg -i AVI -r 25 -f image2 -s 64x64`, whose scaler is libswscale with ffmpeg's default
-# bicubic filter, and PyAV's reformat calls that same libswscale. "bilinear" is PIL's (area-aware
-# when shrinking), what earlier versions wrote. The first is the default.
-RESIZE = ("bicubic", "bilinear")
 # Which filter the videos under videos/ were resized with, written before the first of them, so a
 # rerun with another filter converts them again instead of mixing the two (index.json is only
 # written at the end; a run that stopped earlier leaves none).
@@ -71,10 +65,6 @@ EXPECTED = (
     f"{SEQUENCES_FILE}. They are the KTH 'Recognition of human actions' dataset (Schuldt, Laptev "
     "and Caputo, ICPR 2004), distributed by KTH as six zip archives, one per action."
 )
-
-
-class VideoError(ValueError):
-    """A video that opens but cannot be used whole (no frames, or fewer than its header says)."""
 
 
 @dataclass(frozen=True)
@@ -241,69 +231,6 @@ def find_sources(src: Path) -> Sources:
     return Sources([c[0] for c in copies.values()], sequences, unreadable, copies)
 
 
-def _missing_bytes(f: BinaryIO) -> int:
-    """How many bytes the file's top-level RIFF chunks declare beyond its end: 0 for a whole AVI
-    (and for a file that is not RIFF at all, which the decoder judges). The sizes sit at the start
-    of each chunk, so they show a file cut anywhere after its header, even between two frames,
-    where every frame that is left still decodes."""
-    size = f.seek(0, os.SEEK_END)
-    pos = missing = 0
-    while pos + 8 <= size:
-        f.seek(pos)
-        head = f.read(8)
-        if head[:4] != b"RIFF":
-            break
-        end = pos + 8 + int.from_bytes(head[4:], "little")
-        if end > size:
-            missing = end - size
-            break
-        pos = end + (end - pos) % 2  # chunks are padded to an even length
-    f.seek(0)
-    return missing
-
-
-def shrink(frame: av.VideoFrame, size: int, resize: str = RESIZE[0]) -> np.ndarray:
-    """One decoded frame as uint8 (size, size) grey (swscale's conversion to full-range grey),
-    resized with the ``RESIZE`` filter named ``resize``."""
-    if resize == "bicubic":  # scale and grey conversion in one swscale call, like ffmpeg -s
-        return frame.reformat(size, size, "gray", interpolation="BICUBIC").to_ndarray()
-    gray = Image.fromarray(frame.to_ndarray(format="gray"))
-    return np.asarray(gray.resize((size, size), Image.Resampling.BILINEAR))
-
-
-def read_video(file: str | Path | BinaryIO, size: int, resize: str = RESIZE[0]) -> np.ndarray:
-    """Every frame of an avi as uint8 (T, size, size), through ``shrink``. Raises VideoError if
-    no frame decodes, if the decoded frames fall short of the count in the AVI header by more than
-    ``HEADER_SLACK``, or by any amount when the file is shorter than its RIFF header says: a
-    truncated file otherwise decodes its first frames without any error.
-    """
-    if isinstance(file, (str, Path)):
-        with open(file, "rb") as f:
-            missing = _missing_bytes(f)
-    else:
-        missing = _missing_bytes(file)
-    cut = f"truncated: the file ends {missing} bytes before the end its RIFF header gives"
-    frames = []
-    try:
-        with av.open(file) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            for frame in container.decode(stream):
-                frames.append(shrink(frame, size, resize))
-            expected = stream.frames
-    except av.error.FFmpegError as err:
-        if missing:  # the decoder's complaint is about the cut
-            raise VideoError(f"{cut}; {len(frames)} frames decode before it") from err
-        raise
-    if not frames:
-        raise VideoError("no decodable frame")
-    if expected and len(frames) + HEADER_SLACK < expected:
-        raise VideoError(f"truncated: {len(frames)} of {expected} frames decode")
-    if expected and len(frames) < expected and missing:
-        raise VideoError(f"{cut}; {len(frames)} of the {expected} frames it counts decode")
-    return np.stack(frames)
-
-
 def _load(source: Source, size: int, resize: str) -> np.ndarray:
     if source.member is None:
         return read_video(source.path, size, resize)
@@ -325,16 +252,6 @@ def _load(source: Source, size: int, resize: str) -> np.ndarray:
     return read_video(io.BytesIO(data), size, resize)
 
 
-# What a bad input can raise; anything else (a bug, a full disk, Ctrl-C) stops the run.
-_BAD_INPUT = (av.error.FFmpegError, VideoError, zipfile.BadZipFile, zlib.error, EOFError, OSError)
-
-
-def _reason(err: Exception) -> str:
-    # FFmpeg's message repeats the file name (or '<none>' for a zip member); the report has it.
-    text = err.strerror if isinstance(err, av.error.FFmpegError) else str(err)
-    return f"{type(err).__name__}: {text}"
-
-
 def _convert(
     copies: list[Source], size: int, resize: str, summary: PrepareSummary
 ) -> np.ndarray | None:
@@ -344,8 +261,8 @@ def _convert(
     for source in copies:
         try:
             video = _load(source, size, resize)
-        except _BAD_INPUT as err:
-            failed.append((source.label, _reason(err)))
+        except BAD_INPUT as err:
+            failed.append((source.label, reason(err)))
             continue
         summary.skipped += [(item, f"{why}; used {source.label} instead") for item, why in failed]
         return video
@@ -379,22 +296,9 @@ def _empty_splits(src: Path, sources: Sources, entries: list[dict], skipped) -> 
 
 
 def _claim_filter(root: Path, resize: str, summary: PrepareSummary) -> None:
-    """Make ``resize`` the filter of every video under ``root/videos``: the videos of an earlier
-    run that used another one (videos without a ``RESIZE_RECORD`` predate it: bilinear) are
-    deleted, with the index.json that lists them, and reported in ``summary.replaced``."""
-    record, videos = root / RESIZE_RECORD, sorted((root / "videos").glob("*.npy"))
-    try:
-        previous = json.loads(record.read_text())["resize"]
-    except (OSError, ValueError, KeyError, TypeError):  # none, or not one this code wrote
-        previous = "bilinear" if videos else resize
-    if previous != resize:
-        for path in videos:
-            path.unlink()
-        remove_stale_index(root / "index.json")
-        if videos:
-            why = f"resized with {previous}; converted again with {resize}"
-            summary.replaced.append((f"{len(videos)} videos in {root / 'videos'}", why))
-    write_json(record, {"resize": resize})
+    """Make ``resize`` the filter of every video under ``root/videos`` (``claim_settings``);
+    videos without a ``RESIZE_RECORD`` predate it: bilinear."""
+    claim_settings(root, RESIZE_RECORD, {"resize": resize}, {"resize": "bilinear"}, summary)
 
 
 def prepare_kth(src: Path, out: Path, size: int = 64, resize: str = RESIZE[0]) -> PrepareSummary:
@@ -451,7 +355,7 @@ def prepare_kth(src: Path, out: Path, size: int = 64, resize: str = RESIZE[0]) -
                     }
                 )
         summary.not_found = [
-            (name, f"{sources.sequences} line {listing.line}")
+            (name, f"{sources.sequences} line {listing.line}, in no archive")
             for name, listing in listings.items()
             if name not in sources.copies
         ]

@@ -8,15 +8,21 @@ that looks finished, and a reused file is checked against its header before it i
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
+import av
 import numpy as np
+from PIL import Image
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -27,7 +33,7 @@ from rich.progress import (
 )
 
 from svg_lightning.errors import ConfigError
-from svg_lightning.files import atomic_path, remove_temporaries
+from svg_lightning.files import atomic_path, remove_temporaries, write_json
 
 try:
     import fcntl
@@ -103,7 +109,7 @@ class PrepareSummary:
         out += [f"  {item}: {why}" for item, why in self.skipped]
         if self.not_found:
             out.append(f"listed, not found: {len(self.not_found)}")
-            out += [f"  {item}: listed in {where}, in no archive" for item, where in self.not_found]
+            out += [f"  {item}: listed in {where}" for item, where in self.not_found]
         if self.replaced:
             out.append(f"replaced: {len(self.replaced)} invalid output files of an earlier run")
             out += [f"  {item}: {why}" for item, why in self.replaced]
@@ -201,7 +207,154 @@ def progress_bar(description: str, total: int) -> Iterator[Callable[[int], None]
         yield advance
 
 
+def claim_settings(
+    root: Path, record: str, settings: dict, before: dict, summary: PrepareSummary
+) -> None:
+    """Make ``settings`` (how the videos are converted) those of every video under
+    ``root/videos``: the videos of an earlier run with other settings (read from ``root/record``;
+    ``before`` when there is no record but there are videos: they predate it) are deleted, with
+    the index.json that lists them, and reported in ``summary.replaced``. The record is written
+    before the first video of this run, because index.json is only written at the end and a run
+    that stopped earlier leaves none."""
+    videos = sorted((root / "videos").glob("*.npy"))
+    try:
+        previous = json.loads((root / record).read_text())
+        previous = previous if isinstance(previous, dict) else None
+    except (OSError, ValueError):  # none, or not one this code wrote
+        previous = None
+    if previous is None:
+        previous = before if videos else settings
+    if previous != settings:
+        for path in videos:
+            path.unlink()
+        remove_stale_index(root / "index.json")
+        if videos:
+            old = ", ".join(f"{k}={v}" for k, v in previous.items())
+            new = ", ".join(f"{k}={v}" for k, v in settings.items())
+            summary.replaced.append(
+                (
+                    f"{len(videos)} videos in {root / 'videos'}",
+                    f"made with {old}; converted again with {new}",
+                )
+            )
+    write_json(root / record, settings)
+
+
 def remove_stale_index(path: Path) -> None:
     """Delete an ``index.json`` of an earlier run when this run found the dataset unusable, so the
     DataModules say it is not prepared rather than read a description that no longer holds."""
     path.unlink(missing_ok=True)
+
+
+# --- Decoding videos (KTH, your own videos) ----------------------------------------------------
+
+# How frames are shrunk to size x size. "bicubic" is the reference's: its converter runs
+# `ffmpeg -i AVI -r 25 -f image2 -s 64x64`, whose scaler is libswscale with ffmpeg's default
+# bicubic filter, and PyAV's reformat calls that same libswscale. "bilinear" is PIL's (area-aware
+# when shrinking), what earlier versions wrote. The first is the default.
+RESIZE = ("bicubic", "bilinear")
+# A header frame count may overstate by a frame or two without the file being damaged; a truncated
+# file loses far more, or shows in its RIFF sizes (see read_video).
+HEADER_SLACK = 2
+
+
+class VideoError(ValueError):
+    """A video that opens but cannot be used whole (no frames, or fewer than its header says)."""
+
+
+def _missing_bytes(f: BinaryIO) -> int:
+    """How many bytes the file's top-level RIFF chunks declare beyond its end: 0 for a whole AVI
+    (and for a file that is not RIFF at all, which the decoder judges). The sizes sit at the start
+    of each chunk, so they show a file cut anywhere after its header, even between two frames,
+    where every frame that is left still decodes."""
+    size = f.seek(0, os.SEEK_END)
+    pos = missing = 0
+    while pos + 8 <= size:
+        f.seek(pos)
+        head = f.read(8)
+        if head[:4] != b"RIFF":
+            break
+        end = pos + 8 + int.from_bytes(head[4:], "little")
+        if end > size:
+            missing = end - size
+            break
+        pos = end + (end - pos) % 2  # chunks are padded to an even length
+    f.seek(0)
+    return missing
+
+
+# Pixel formats of the prepared frames: 1 channel is swscale's full-range grey (KTH's), 3 RGB.
+PIXEL_FORMATS = {1: "gray", 3: "rgb24"}
+
+
+def shrink(
+    frame: av.VideoFrame, size: int, resize: str = RESIZE[0], channels: int = 1
+) -> np.ndarray:
+    """One decoded frame squashed to uint8 (size, size) grey (swscale's conversion to full-range
+    grey), or (size, size, 3) RGB with ``channels=3``, resized with the ``RESIZE`` filter named
+    ``resize``."""
+    fmt = PIXEL_FORMATS[channels]
+    if resize == "bicubic":  # scale and colour conversion in one swscale call, like ffmpeg -s
+        return frame.reformat(size, size, fmt, interpolation="BICUBIC").to_ndarray()
+    image = Image.fromarray(frame.to_ndarray(format=fmt))
+    return np.asarray(image.resize((size, size), Image.Resampling.BILINEAR))
+
+
+def read_video(
+    file: str | Path | BinaryIO,
+    size: int,
+    resize: str = RESIZE[0],
+    channels: int = 1,
+    every: int = 1,
+    info: dict | None = None,
+) -> np.ndarray:
+    """Every ``every``-th frame of a video as uint8 (T, size, size[, 3]), through ``shrink``
+    (the others are decoded, not converted); ``info``, when given, receives the original width,
+    height, frame rate and frame count. Raises VideoError if no frame decodes, if the decoded
+    frames fall short of the count in the container's header by more than ``HEADER_SLACK``, or
+    by any amount when an AVI is shorter than its RIFF header says: a truncated file otherwise
+    decodes its first frames without any error.
+    """
+    if isinstance(file, (str, Path)):
+        with open(file, "rb") as f:
+            missing = _missing_bytes(f)
+    else:
+        missing = _missing_bytes(file)
+    cut = f"truncated: the file ends {missing} bytes before the end its RIFF header gives"
+    frames, decoded = [], 0
+    try:
+        with av.open(file) as container:
+            if not container.streams.video:
+                raise VideoError("no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for frame in container.decode(stream):
+                if decoded % every == 0:
+                    frames.append(shrink(frame, size, resize, channels))
+                decoded += 1
+            expected = stream.frames
+            if info is not None:
+                rate = stream.average_rate or stream.guessed_rate
+                info |= {"width": stream.width, "height": stream.height,
+                         "fps": float(rate) if rate else None, "frames": decoded}  # fmt: skip
+    except av.error.FFmpegError as err:
+        if missing:  # the decoder's complaint is about the cut
+            raise VideoError(f"{cut}; {decoded} frames decode before it") from err
+        raise
+    if not frames:
+        raise VideoError("no decodable frame")
+    if expected and decoded + HEADER_SLACK < expected:
+        raise VideoError(f"truncated: {decoded} of {expected} frames decode")
+    if expected and decoded < expected and missing:
+        raise VideoError(f"{cut}; {decoded} of the {expected} frames it counts decode")
+    return np.stack(frames)
+
+
+# What a bad input can raise; anything else (a bug, a full disk, Ctrl-C) stops the run.
+BAD_INPUT = (av.error.FFmpegError, VideoError, zipfile.BadZipFile, zlib.error, EOFError, OSError)
+
+
+def reason(err: Exception) -> str:
+    # FFmpeg's message repeats the file name (or '<none>' for a zip member); the report has it.
+    text = err.strerror if isinstance(err, av.error.FFmpegError) else str(err)
+    return f"{type(err).__name__}: {text}"

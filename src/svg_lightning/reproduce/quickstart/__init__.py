@@ -231,6 +231,9 @@ def run_protocol(run: Path, out: Path, overrides: list[str] = PROTOCOL_OVERRIDES
     with open_dict(cfg):
         cfg.ckpt_path = str(runs.last_checkpoint(run))
         cfg.paths.output_dir = str(out)
+    # The figures are redone on every call, and evaluate refuses a folder holding a finished
+    # evaluation: this folder is the docs tool's own, so its last scores make way.
+    shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
     metrics, _ = evaluate(cfg)
     command = " ".join(["python -m svg_lightning.evaluate ckpt_path=RUN/checkpoints/last.ckpt",
