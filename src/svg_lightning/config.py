@@ -165,8 +165,12 @@ def _unknown(path: str, allowed, everything: list[str]) -> str:
     others = [k for k in everything if k != path and not path.startswith(k + ".")
               and not k.startswith(path + ".")]  # fmt: skip
     others += [f"{where.strip()}{a}" if parent else a for a in allowed]
-    close = difflib.get_close_matches(leaf, {k.rpartition(".")[2] for k in others}, cutoff=0.75)
-    near = sorted((k for k in others if k.rpartition(".")[2] in close), key=lambda k: k.count("."))
+    # Keys beside it first, then the closest (from a sorted list: a set's order would change
+    # the hint from run to run).
+    leaves = sorted({k.rpartition(".")[2] for k in others})
+    close = difflib.get_close_matches(leaf, leaves, cutoff=0.75)
+    rank = lambda k: (k.rpartition(".")[0] != parent, close.index(k.rpartition(".")[2]), k)
+    near = sorted((k for k in others if k.rpartition(".")[2] in close), key=rank)
     hint = f"; did you mean {' or '.join(dict.fromkeys(near[:2]))}?" if near else ""
     return f"{path}: no part of the program reads it{hint} (allowed {where}keys: {sorted(allowed)})"
 
