@@ -163,17 +163,31 @@ def test_documented_commands_end_to_end(src, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "skipped: 6" in done.stdout and "empty.mp4: InputError: empty file" in done.stdout
     tiny = [o for o in TINY if not o.startswith("data.num_digits")]
-    done = run_cli("svg_lightning", tmp_path, "+experiment=videos_lp", "data.data_dir=data/mine",
-                   *tiny, "data.num_workers=0")  # fmt: skip
+    # A sweep, as for the paper's datasets: two jobs, their summary, both scored and compared.
+    done = run_cli("svg_lightning", tmp_path, "-m", "+experiment=videos_lp",
+                   "data.data_dir=data/mine", *tiny, "data.num_workers=0",
+                   "model.beta=1e-4,1e-3")  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    ckpt = next((tmp_path / "logs" / "videos_lp" / "runs").glob("*/checkpoints/last.ckpt"))
-    done = run_cli("svg_lightning.evaluate", tmp_path, f"ckpt_path={ckpt}", "eval.num_samples=2",
-                   "eval.num_videos=3", "trainer.accelerator=cpu")  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    metrics = json.loads(
-        next((tmp_path / "logs" / "eval" / "runs").glob("*/metrics.json")).read_text()
-    )
+    (sweep,) = (tmp_path / "logs" / "videos_lp" / "multiruns").iterdir()
+    rows = (sweep / "sweep_summary.csv").read_text().splitlines()
+    assert len(rows) == 3 and "model.beta" in rows[0]
+    ckpts = sorted(sweep.glob("*/checkpoints/last.ckpt"))
+    assert len(ckpts) == 2
+    evaluations = []
+    for i, ckpt in enumerate(ckpts):
+        out = tmp_path / f"eval{i}"
+        done = run_cli("svg_lightning.evaluate", tmp_path, f"ckpt_path={ckpt}",
+                       "eval.num_samples=2", "eval.num_videos=3", "trainer.accelerator=cpu",
+                       f"hydra.run.dir={out}")  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        evaluations.append(str(out))
+    metrics = json.loads((tmp_path / "eval0" / "metrics.json").read_text())
     assert metrics["protocol"]["n_past"] == 2
+    done = run_cli("svg_lightning.evaluate.compare", tmp_path, *evaluations,
+                   "--out", str(tmp_path / "compare.png"))  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "compare.png").stat().st_size > 0
+    ckpt = ckpts[0]
     done = run_cli("svg_lightning.sample", tmp_path, f"ckpt_path={ckpt}", f"input={src / 'a.mp4'}",
                    "out=futures", "num_samples=2")  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
