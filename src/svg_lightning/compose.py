@@ -23,9 +23,10 @@ from svg_lightning.errors import ConfigError
 INTERNAL = ("base",)
 
 
-def group_options(group: str) -> list[str]:
-    """The options of a config group a user may pick (internal files left out)."""
-    folder = Path(config_dir()) / group
+def group_options(group: str, root: str | Path | None = None) -> list[str]:
+    """The options of a config group (of the configs in ``root``, by default the package's) a
+    user may pick: building blocks left out (``is_internal``)."""
+    folder = Path(root or config_dir()) / group
     return sorted(
         p.relative_to(folder).with_suffix("").as_posix()
         for p in folder.rglob("*.yaml")

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from svg_lightning.analyze import COMMANDS as ANALYSES
+from svg_lightning.compose import group_options
 from svg_lightning.config import config_dir
 
 WIDTH = 100
@@ -259,8 +260,7 @@ class _Conf:
     def options(self, group: str) -> list[str]:
         """A group's options: the files in its folder; a name starting with _ and sub-folders
         (experiment/base/) are building blocks of the others, not choices."""
-        folder = self.root / group
-        return sorted(p.stem for p in folder.glob("*.yaml") if not p.stem.startswith("_"))
+        return group_options(group, self.root)
 
     def option_summary(self, group: str, option: str) -> str:
         return summary(self.file(self.root / group / f"{option}.yaml").header)
