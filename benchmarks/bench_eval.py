@@ -1,20 +1,26 @@
-"""Best-of-N evaluation throughput: predicted frames per second, SSIM/PSNR scoring included.
+"""Best-of-N evaluation throughput: predicted frames per second, SSIM/PSNR scoring included,
+against the reference's generation script as it really runs.
 
-Same paper-size SM-MNIST SVG-LP (eval mode), same videos, same run. Ours: every sample of every
-video in one ``iter_samples`` call (conditioning frames encoded once, the decoder's skip terms
-computed once per video), scored per chunk. Baseline: the reference's generation, one sample of
-one video per call (``reference_loop.reference_generate``), each sample scored as it comes.
-Both keep, per video, the sample with the best mean SSIM and the one with the best mean PSNR.
-The baseline's cost is linear in the samples, so it runs ``--loop-samples`` of them on one video
-and its rate is compared (a best-of-100 loop takes ~100x as long).
+Same paper-size SM-MNIST SVG-LP, same videos, same run, at the batch sizes users evaluate with
+(8 and 100 test videos). Ours: every sample of every video through ``iter_samples`` (the
+conditioning frames encoded once, the decoder's skip terms once per video; eval mode), scored per
+chunk. Baseline: the reference's script (``reference_loop.reference_generate``): the whole batch
+of videos per call, one sample index at a time, every conditioning frame encoded again for every
+sample (twice per step), skips concatenated, and the encoder and decoder left in train mode as the
+script leaves them; each sample is scored as it comes. Both keep, per video, the best mean SSIM and
+the best mean PSNR. Every sample costs the same on both sides, so each side times as many samples
+as fill its calls and the rates are compared. FLOPs are counted on one sample index of each side
+(torch.utils.flop_counter) and set against the machine's attainable rate (bench_model).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 
 import torch
+from bench_model import flops, peak_rate
 from reference_loop import reference_generate
 
 from svg_lightning.metrics.frame import psnr, ssim
@@ -34,44 +40,63 @@ def ours(model: SVG, cond, target, n_samples: int, chunk: int | None) -> torch.T
 
 
 @torch.no_grad()
-def per_sample(model: SVG, cond, target, n_samples: int) -> torch.Tensor:
+def reference_script(model: SVG, cond, target, n_samples: int) -> torch.Tensor:
+    """Best (SSIM, PSNR) per video, (2, B): one call per sample index, the whole batch each."""
     best = torch.full((2, cond.shape[0]), -float("inf"))
-    for v in range(cond.shape[0]):
-        for _ in range(n_samples):
-            pred = reference_generate(model, cond[v : v + 1], target.shape[1])[0]
-            score = torch.stack([ssim(pred, target[v]).mean(), psnr(pred, target[v]).mean()])
-            best[:, v] = torch.maximum(best[:, v], score)
+    for _ in range(n_samples):
+        pred = reference_generate(model, cond, target.shape[1])
+        score = torch.stack([ssim(pred, target).mean(-1), psnr(pred, target).mean(-1)])
+        best = torch.maximum(best, score)
     return best
+
+
+def measure(model: SVG, script: SVG, b: int, f: int, rows: int, loop_samples: int, peak: float):
+    """Both sides on ``b`` videos of ``f`` predicted frames: printed, with their ratio."""
+    x = torch.rand(b, 5 + f, 1, 64, 64)
+    cond, target = x[:, :5], x[:, 5:]
+    s = max(1, rows // b)
+    # (timed call, samples per video, the call whose FLOPs are counted, its samples): ours
+    # shares each video's conditioning work among its samples, so its whole call is counted.
+    sides = {
+        "ours": (lambda: ours(model, cond, target, s, None), s, None, s),
+        "reference script": (
+            lambda: reference_script(script, cond, target, loop_samples), loop_samples,
+            lambda: reference_script(script, cond, target, 1), 1),
+    }  # fmt: skip
+    rates = {}
+    for name, (run, samples, counted, counted_samples) in sides.items():
+        (counted or run)()  # warm-up
+        start = time.perf_counter()
+        run()
+        sec = time.perf_counter() - start
+        frames = b * samples * f
+        per_frame = flops(counted or run) / (b * counted_samples * f)
+        rates[name] = frames / sec
+        print(f"{b} videos, {name}: {samples} samples each, {frames} predicted frames in "
+              f"{sec:.1f} s = {rates[name]:.1f} frames/s; {per_frame / 1e9:.2f} GFLOP a frame, "
+              f"{rates[name] * per_frame / peak:.0%} of the attainable rate")  # fmt: skip
+    print(f"{b} videos: ours / reference script throughput: "
+          f"{rates['ours'] / rates['reference script']:.2f}x")  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--videos", type=int, default=2)
-    parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--videos", type=int, nargs="+", default=[8, 100])
     parser.add_argument("--n-future", type=int, default=10)
-    parser.add_argument("--loop-samples", type=int, default=10)
-    parser.add_argument("--chunk", type=int, default=None, help="rows per sampling call")
+    parser.add_argument("--rows", type=int, default=800,
+                        help="(video, sample) rows ours samples per batch size")  # fmt: skip
+    parser.add_argument("--loop-samples", type=int, default=4,
+                        help="sample indices the baseline runs per batch size")  # fmt: skip
     args = parser.parse_args()
     torch.manual_seed(0)
     model = SVG(SVGConfig()).eval()  # the paper's SM-MNIST SVG-LP network
-    x = torch.rand(args.videos, 5 + args.n_future, 1, 64, 64)
-    cond, target = x[:, :5], x[:, 5:]
-    s = args.samples
-    ours(model, cond[:1], target[:1], 2, None)  # warm-up
-    rates = {}
-    for name, fn, frames in (
-        ("ours", lambda: ours(model, cond, target, s, args.chunk), args.videos * s),
-        ("per-sample loop", lambda: per_sample(model, cond[:1], target[:1], args.loop_samples),
-         args.loop_samples),
-    ):  # fmt: skip
-        start = time.perf_counter()
-        fn()
-        seconds = time.perf_counter() - start
-        frames *= args.n_future
-        rates[name] = frames / seconds
-        print(f"{name}: {frames} predicted frames in {seconds:.1f} s = {rates[name]:.1f} frames/s")
-    print(f"best of {s}, SSIM and PSNR scoring included, ours / per-sample loop throughput: "
-          f"{rates['ours'] / rates['per-sample loop']:.2f}x")  # fmt: skip
+    script = copy.deepcopy(model)  # its BatchNorm statistics move in train mode: its own copy
+    script.encoder.train()
+    script.decoder.train()
+    peak = peak_rate()
+    print(f"threads: {torch.get_num_threads()}, attainable float32 rate: {peak / 1e9:.1f} GFLOP/s")
+    for b in args.videos:
+        measure(model, script, b, args.n_future, args.rows, args.loop_samples, peak)
 
 
 if __name__ == "__main__":

@@ -107,16 +107,23 @@ def reference_step(
 
 
 @torch.no_grad()
-def reference_generate(model: SVG, cond: torch.Tensor, n_future: int) -> torch.Tensor:
-    """One future of the videos ``cond`` (B, n_past, C, H, W) -> (B, n_future, C, H, W), frame by
-    frame as the reference's generation does: on the conditioning frames the encoder runs on the
-    input and on the target frame, the posterior samples z, and the prior and frame predictor
-    step; then z comes from the prior, each frame is decoded and encoded again as the next
-    input. Skips follow ``model.skip`` (``skip_source``). Call in eval mode."""
+def reference_generate(
+    model: SVG, cond: torch.Tensor, n_future: int, eps: torch.Tensor | None = None
+) -> torch.Tensor:
+    """One future of every video of ``cond`` (B, n_past, C, H, W) -> (B, n_future, C, H, W), as
+    the reference's generation script makes sample index s of a whole test batch in one call:
+    frame by frame; on the conditioning frames the encoder runs on the input and again on the
+    target frame (twice per step), the posterior gives z (a sample for SVG-LP, its mean for
+    SVG-FP, as ``model.warmup_mean``) and the prior and frame predictor step; then z comes from
+    the prior (LP) or N(0, I) (FP), each frame is decoded with the skips concatenated
+    (``decode``) and encoded again as the next input. ``eps`` (B, n_past-1+n_future, z) fixes
+    the standard-normal draws, laid out as ``SVG.iter_samples``'s noise for one sample. The
+    BatchNorm mode is the caller's: the script leaves the encoder and decoder in train mode."""
     n_past, lp = cond.shape[1], model.variant == "lp"
     post = CellStack(model.posterior) if model.stochastic else None
     prior = CellStack(model.prior) if lp else None
     pred = CellStack(model.frame_predictor)
+    draw = lambda i, like: torch.randn_like(like) if eps is None else eps[:, i - 1].to(like)
     s_post = s_prior = s_pred = None
     x_in, frames = cond[:, 0], []
     for i in range(1, n_past + n_future):
@@ -128,15 +135,15 @@ def reference_generate(model: SVG, cond: torch.Tensor, n_future: int) -> torch.T
             if post is not None:
                 out, s_post = post(model.encoder(cond[:, i])[0], s_post)
                 mu, logvar = model.posterior.mu(out), model.posterior.logvar(out)
-                z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+                z = mu if model.warmup_mean else mu + torch.exp(0.5 * logvar) * draw(i, mu)
             if prior is not None:
                 _, s_prior = prior(h, s_prior)
         elif prior is not None:
             out, s_prior = prior(h, s_prior)
             mu, logvar = model.prior.mu(out), model.prior.logvar(out)
-            z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+            z = mu + torch.exp(0.5 * logvar) * draw(i, mu)
         elif post is not None:  # SVG-FP: z ~ N(0, I)
-            z = torch.randn(h.shape[0], model.z_dim)
+            z = draw(i, h.new_empty(h.shape[0], model.z_dim))
         if z is not None:
             inp = torch.cat([h, z], 1)
         out, s_pred = pred(inp, s_pred)

@@ -72,15 +72,32 @@ def test_whole_sequence_pass_equals_stepwise_reference(variant, monkeypatch):
 
 @pytest.mark.parametrize("skip", ["last", "reference", "previous"])
 def test_generation_baseline_is_our_sampler(skip):
-    """bench_eval's baseline (one video per call, frame by frame, every generated frame encoded
-    again) generates what ``SVG.sample`` does; the deterministic model draws no noise, so the two
-    must agree frame for frame."""
+    """bench_eval's baseline (the reference's generation script: frame by frame, every
+    generated frame encoded again) generates what ``SVG.sample`` does; the deterministic model
+    draws no noise, so the two must agree frame for frame."""
     torch.manual_seed(0)
     m = SVG(SVGConfig(variant="deterministic", skip=skip, **TINY_NET)).eval()
     cond = torch.rand(3, 4, 1, 32, 32)
     baseline = load("reference_loop").reference_generate(m, cond, 3)
     ours = m.sample(cond, 3).frames[:, 0]
     torch.testing.assert_close(ours, baseline, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("variant", ["lp", "fp"])
+def test_generation_baseline_with_our_noise_is_our_sampler(variant):
+    """The reference's generation script (bench_eval's baseline: a whole batch per call, one
+    sample index at a time) computes our sampler's function given the same standard-normal
+    draws, in eval mode: the posterior sample (LP) or mean (FP) on the conditioning frames,
+    then the prior's (LP) or N(0, I) (FP) z."""
+    torch.manual_seed(0)
+    m = SVG(SVGConfig(variant=variant, **TINY_NET)).eval()
+    cond, s = torch.rand(3, 4, 1, 32, 32), 2
+    noise = torch.randn(3, s, m.noise_steps(4, 3), m.z_dim)
+    ours = m.sample(cond, 3, s, noise=noise).frames
+    reference_generate = load("reference_loop").reference_generate
+    for k in range(s):
+        baseline = reference_generate(m, cond, 3, noise[:, k])
+        torch.testing.assert_close(ours[:, k], baseline, atol=1e-5, rtol=1e-4)
 
 
 def test_gaussian_lstm_state_carries_across_calls():
