@@ -36,7 +36,7 @@ from svg_lightning.compose import checked_config
 from svg_lightning.config import config_dir
 from svg_lightning.convert import convert
 from svg_lightning.data.prepare import prepare
-from svg_lightning.data.sources.kth import RESIZE
+from svg_lightning.data.sources.storage import RESIZE
 from svg_lightning.data.sources.videos import DEFAULT_SPLIT, MIN_FRAMES
 from svg_lightning.errors import SVGError
 from svg_lightning.evaluate import evaluate

@@ -24,7 +24,6 @@ import numpy as np
 
 from svg_lightning.data.sources.storage import (
     BAD_INPUT,
-    HEADER_SLACK,  # noqa: F401 (part of this module's interface since before storage had it)
     RESIZE,
     PrepareSummary,
     VideoError,
@@ -36,7 +35,6 @@ from svg_lightning.data.sources.storage import (
     remove_stale_index,
     reusable_rows,
     save_npy,
-    shrink,  # noqa: F401 (as HEADER_SLACK)
 )
 from svg_lightning.errors import ConfigError, DataSourceError
 from svg_lightning.files import write_json
