@@ -18,9 +18,10 @@ train: setup  ## the quickstart: CPU-sized SVG-LP on one-digit 32x32 SM-MNIST
 
 reproduce: setup  ## the paper's SVG-LP / SVG-FP / deterministic comparison at CPU scale (docs/reproduction.md)
 	$(BIN)/python -m svg_lightning.reproduce
+	$(BIN)/python -m tools.reproduction_report
 
 docs-figures: setup  ## the quickstart for seeds 1234, 1, 2; both analyses and the full protocol on seed 1234: docs/quickstart.md, docs/figures/, README blocks
-	$(BIN)/python -m svg_lightning.reproduce.quickstart --readme README.md
+	$(BIN)/python -m tools.quickstart_docs --readme README.md
 
 test: dev  ## the whole suite, as CI runs it
 	$(BIN)/python -m pytest -q
@@ -29,20 +30,20 @@ test-fast: dev  ## skip subprocess, multi-process and training tests
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: dev  ## throughput figures, each with its baseline and ratio (docs/performance.md)
-	$(BIN)/python benchmarks/bench_model.py
-	$(BIN)/python benchmarks/bench_eval.py
-	$(BIN)/python benchmarks/bench_data.py
+	$(BIN)/python -m benchmarks.bench_model
+	$(BIN)/python -m benchmarks.bench_eval
+	$(BIN)/python -m benchmarks.bench_data
 
 gpu-check:  ## on a GPU machine, < 8 min: training/eval throughput, peak memory -> gpu_check.json (.venv's python if there is one, else python3 with PyTorch; no install needed)
 	benchmarks/gpu_check.sh --out gpu_check.json
 
 lint: dev
-	$(BIN)/ruff format --check src tests benchmarks notebooks
-	$(BIN)/ruff check src tests benchmarks notebooks
+	$(BIN)/ruff format --check src tests benchmarks notebooks tools
+	$(BIN)/ruff check src tests benchmarks notebooks tools
 
 format: dev
-	$(BIN)/ruff format src tests benchmarks notebooks
-	$(BIN)/ruff check --fix src tests benchmarks notebooks
+	$(BIN)/ruff format src tests benchmarks notebooks tools
+	$(BIN)/ruff check --fix src tests benchmarks notebooks tools
 
 clean:
 	rm -rf build dist *.egg-info src/*.egg-info .pytest_cache .ruff_cache

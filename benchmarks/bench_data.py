@@ -32,7 +32,6 @@ import argparse
 import contextlib
 import io
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -43,8 +42,6 @@ from svg_lightning.data.clips import Memmaps
 from svg_lightning.data.datamodules import BAIRDataModule, KTHDataModule
 from svg_lightning.data.sources.bair import prepare_bair
 from svg_lightning.data.sources.kth import CLASSES, prepare_kth
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the fixture writers in tests/
 from tests.helpers.fixtures import make_tar, write_kth_videos, write_raw
 
 ZIPPED = ("boxing", "handclapping", "handwaving")

@@ -20,9 +20,9 @@ import copy
 import time
 
 import torch
-from bench_model import flops, peak_rate
-from reference_loop import reference_generate
 
+from benchmarks.bench_model import flops, peak_rate
+from benchmarks.reference_loop import reference_generate
 from svg_lightning.metrics.frame import psnr, ssim
 from svg_lightning.models.config import SVGConfig
 from svg_lightning.models.svg import SVG

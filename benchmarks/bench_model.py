@@ -6,7 +6,10 @@ steps in one encoder/decoder call and with ``time_chunk`` steps per call (by def
 ``time_chunk=auto`` picks: 5 for this net on a CPU); the baseline is
 ``reference_loop.reference_step`` (the reference's frame-by-frame schedule, same weights). Our steps
 and the baseline alternate rep by rep; the speed-up is the median of the per-rep ratios, with their
-range, so load from other jobs on the machine hits both sides of each ratio alike. FLOPs are counted
+range, so load from other jobs on the machine hits both sides of each ratio alike. On a CPU with
+native bf16 (``devices.native_bf16``; ``--bf16 on`` forces it) the chunked step is also timed as
+``trainer.precision=bf16-mixed`` runs it: the forward pass and the loss under
+``torch.autocast("cpu", dtype=torch.bfloat16)``, float32 weights and Adam. FLOPs are counted
 with torch.utils.flop_counter (matmuls and convolutions); the attainable FLOP/s is the faster of a
 large float32 matmul and a large convolution of the net's shape (oneDNN's convolutions can outrun
 the BLAS matmul), measured between reps. Sampling: 5 conditioning frames -> 10 generated, 16 videos
@@ -21,9 +24,10 @@ import time
 
 import torch
 import torch.nn.functional as F
-from reference_loop import reference_step
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
+from benchmarks.reference_loop import reference_step
+from svg_lightning.devices import native_bf16
 from svg_lightning.models.config import SVGConfig
 from svg_lightning.models.svg import SVG
 
@@ -89,17 +93,21 @@ def paired_ratio(base: list[float], ours: list[float]) -> tuple[float, float, fl
     return statistics.median(ratios), min(ratios), max(ratios)
 
 
-def training_step(batch: int, channels_last: bool = False, time_chunk: int | None = None):
+def training_step(
+    batch: int, channels_last: bool = False, time_chunk: int | None = None, bf16: bool = False
+):
     """The paper's SM-MNIST SVG-LP network, its Adam, a batch of T = 15 frames, and one
     optimizer step of ours (``bn_stats=per_step``, ``time_chunk`` steps per encoder/decoder
-    call): (model, opt, x, step)."""
+    call; ``bf16``: the forward pass under bf16 autocast, as Lightning's bf16-mixed):
+    (model, opt, x, step)."""
     torch.manual_seed(0)
     model = SVG(SVGConfig()).fast_paths(channels_last=channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     x = torch.rand(batch, 15, 1, 64, 64)
 
     def step():
-        loss = model(x, 5, "per_step", time_chunk).loss(x, 1e-4).loss
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = model(x, 5, "per_step", time_chunk).loss(x, 1e-4).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -127,6 +135,10 @@ def main() -> None:
         "--time-chunk", type=int, default=None, help="steps per call, chunked step (default: auto)"
     )
     parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument(
+        "--bf16", choices=("auto", "on", "off"), default="auto",
+        help="time the bf16-mixed step too (auto: on CPUs with native bf16)",
+    )  # fmt: skip
     args = parser.parse_args()
     model, opt, x, whole = training_step(args.batch, args.channels_last)
     chunk = args.time_chunk or model.auto_time_chunk(x)
@@ -137,6 +149,13 @@ def main() -> None:
         chunked = training_step(args.batch, args.channels_last, chunk)[3]
         steps = {"ours, one call": whole, f"ours, {chunk} steps per call{auto}": chunked}
     default_name = list(steps)[-1]
+    if args.bf16 == "on" or args.bf16 == "auto" and native_bf16():
+        per_call = f"{chunk} steps per call{auto}" if chunk else f"one call{auto}"
+        steps[f"ours, bf16-mixed, {per_call}"] = training_step(
+            args.batch, args.channels_last, chunk, bf16=True
+        )[3]
+    else:
+        print("no bf16-mixed row: this CPU has no native bf16 (--bf16 on times it anyway)")
 
     samples = 4
     sample = lambda: model.sample(x[:, :5], n_future=10, num_samples=samples)
@@ -156,6 +175,7 @@ def main() -> None:
           f"and a conv): {peak / 1e9:.1f} GFLOP/s")  # fmt: skip
     print(f"train step (B={args.batch}, T=15, per_step BN), medians of {args.reps} reps; speed-up "
           f"= median of the per-rep ratios (range over reps):")  # fmt: skip
+    rate_of = lambda name: "float32 " if "bf16" in name else ""  # bf16's own peak is higher
     for name in steps:
         f, sec = step_flops[name], t[name]
         speedup = ""
@@ -164,7 +184,7 @@ def main() -> None:
             speedup = f", {mid:.2f}x the reference loop ({lo:.2f}-{hi:.2f})"
         print(f"  {name}: {sec * 1e3:.0f} ms = {frames / sec:.1f} frames/s{speedup}; "
               f"{f / 1e9:.1f} GFLOP, {f / sec / 1e9:.1f} GFLOP/s = "
-              f"{f / sec / peak:.0%} of the attainable rate")  # fmt: skip
+              f"{f / sec / peak:.0%} of the attainable {rate_of(name)}rate")  # fmt: skip
     ratio = step_flops["reference loop"] / step_flops[default_name]
     print(f"FLOP ratio, reference loop / ours: {ratio:.2f}x")
     n = args.batch * samples * 10

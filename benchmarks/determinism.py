@@ -5,7 +5,7 @@ count but torch's and oneDNN's AVX2 kernels (as on a CPU without AVX-512). Print
 of runs, how many weight tensors differ, the largest difference, and the validation scores of
 each run.
 
-    python benchmarks/determinism.py --steps 300 --threads 2 1
+    python -m benchmarks.determinism --steps 300 --threads 2 1
 """
 
 from __future__ import annotations

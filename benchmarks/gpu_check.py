@@ -8,8 +8,8 @@ smmnist_lp step under DDP (batch 100 per GPU). Evaluation: best-of-100 SSIM/PSNR
 the smmnist_lp net, predicted frames/s, and whether the rollout ran with no host sync
 (``torch.cuda.set_sync_debug_mode("error")``).
 
-    python benchmarks/gpu_check.py --out gpu_check.json           # on a GPU, < 8 minutes
-    python benchmarks/gpu_check.py --device cpu --tiny --out x.json  # dry run of the same code
+    python -m benchmarks.gpu_check --out gpu_check.json           # on a GPU, < 8 minutes
+    python -m benchmarks.gpu_check --device cpu --tiny --out x.json  # dry run of the same code
 """
 
 from __future__ import annotations

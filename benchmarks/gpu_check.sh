@@ -8,4 +8,4 @@ cd "$(dirname "$0")/.."
 # index runs it as it is (PYTHON=python3 benchmarks/gpu_check.sh).
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
-exec timeout 480 "$PYTHON" benchmarks/gpu_check.py "$@"
+exec timeout 480 "$PYTHON" -m benchmarks.gpu_check "$@"  # from the root: the benchmarks package

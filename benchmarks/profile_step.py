@@ -9,7 +9,7 @@ more steps timed by oneDNN's own timer (its verbose mode), per primitive: convol
 reorders between PyTorch's NCHW tensors and oneDNN's blocked layout, the LSTMs; with
 ``--reference`` the reference loop's steps in turn with ours.
 
-    python benchmarks/profile_step.py [--channels-last] [--time-chunk 5] [--top 15]
+    python -m benchmarks.profile_step [--channels-last] [--time-chunk 5] [--top 15]
         [--onednn 5 [--reference]]
 """
 
@@ -24,8 +24,9 @@ import time
 from collections import defaultdict
 
 import torch
-from bench_model import flop_counts, reference_training_step, training_step
 from torch.profiler import ProfilerActivity, profile
+
+from benchmarks.bench_model import flop_counts, reference_training_step, training_step
 
 # First match wins: op-name substrings -> family.
 FAMILIES = (

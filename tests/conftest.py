@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from svg_lightning.train import train
+from svg_lightning.api import train
 from tests.helpers import TINY, compose_cfg
 
 os.environ.setdefault("WANDB_MODE", "offline")

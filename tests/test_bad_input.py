@@ -23,16 +23,17 @@ import torch
 
 from svg_lightning import checkpoint
 from svg_lightning.analyze import analyze
+from svg_lightning.api import train
 from svg_lightning.callbacks import StopOnNonFiniteLoss
 from svg_lightning.checkpoint import read_checkpoint
-from svg_lightning.cli import compare_main
 from svg_lightning.compose import compose_config
 from svg_lightning.errors import CheckpointError, ConfigError, InputError, NonFiniteLossError
 from svg_lightning.evaluate import evaluate
+from svg_lightning.evaluate.compare import compare_main
 from svg_lightning.files import output_error, write_json
-from svg_lightning.module import META_KEY, SVGModule
+from svg_lightning.module import SVGModule
+from svg_lightning.runs import META_KEY
 from svg_lightning.sample import read_frames, sample
-from svg_lightning.train import train
 from tests.helpers import TINY, compose_cfg
 
 NO_MEDIA = ["summary.enabled=false", "~callbacks.video_samples", "~callbacks.rich_progress_bar"]

@@ -14,11 +14,9 @@ import pytest
 import torch
 from torch import nn
 
+from benchmarks import reference_loop
 from svg_lightning.models.config import SVGConfig
 from svg_lightning.models.svg import SVG, skip_source
-from tests.helpers.benchmarks import load
-
-REFERENCE_LOOP = load("reference_loop")
 
 BETA = 1e-2
 NETS = {
@@ -31,7 +29,7 @@ def reference_step(m: SVG, x: torch.Tensor, n_past: int, eps: torch.Tensor) -> t
     """The reference's training loss, one frame at a time (z = mu + sigma * eps): the baseline
     ``make bench`` times our step against, so these tests also show that it computes our
     function."""
-    return REFERENCE_LOOP.reference_step(m, x, n_past, BETA, eps).loss
+    return reference_loop.reference_step(m, x, n_past, BETA, eps).loss
 
 
 def batched_step(m: SVG, x, n_past, eps, bn_stats, monkeypatch, time_chunk=None) -> torch.Tensor:
@@ -167,7 +165,7 @@ def test_batch_statistics_generation_equals_the_reference(variant, skip):
     cond = torch.rand(3, 3, 1, 32, 32, dtype=torch.float64)
     noise = torch.randn(3, 2, m.noise_steps(3, 4), 3, dtype=torch.float64)
     with torch.no_grad():
-        chunks = list(m.iter_samples(cond, 4, 2, chunk_size=1, noise=noise, batch_stats=True))
+        chunks = list(m.iter_samples(cond, 4, 2, chunk_size=1, noise=noise, bn_stats="batch"))
         got = torch.empty(6, 4, 1, 32, 32, dtype=torch.float64)
         for c in chunks:
             got[c.rows] = c.frames

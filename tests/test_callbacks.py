@@ -15,8 +15,8 @@ from PIL import Image
 from pytorch_lightning.loggers import WandbLogger
 
 from svg_lightning import callbacks
+from svg_lightning.api import train
 from svg_lightning.callbacks import VideoSamples, plot_history
-from svg_lightning.train import train
 from tests.helpers import TINY, compose_cfg
 
 RUN = [

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from svg_lightning.cli import analyze_main, guarded, main
+from svg_lightning.analyze.command import analyze_main
+from svg_lightning.cli import main
 from svg_lightning.errors import CheckpointError, ConfigError, NonFiniteLossError
+from svg_lightning.runner import guarded
 from tests.helpers import TINY, run_cli
 
 

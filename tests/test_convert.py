@@ -26,15 +26,15 @@ import torch
 import torch.nn.backends.thnn
 from torch import nn
 
-from svg_lightning import module, runs
+from svg_lightning import runs
+from svg_lightning.api import train
 from svg_lightning.checkpoint import load_model, read_checkpoint
-from svg_lightning.cli import convert_main
 from svg_lightning.convert import Conversion, convert
+from svg_lightning.convert.command import convert_main
 from svg_lightning.errors import CheckpointError
 from svg_lightning.evaluate import evaluate
 from svg_lightning.files import sha256
 from svg_lightning.module import SVGModule
-from svg_lightning.train import train
 from tests.helpers import compose_cfg, run_cli
 
 # ---------------------------------------------------------------------------------------------
@@ -497,9 +497,8 @@ def test_both_formats_give_the_same_checkpoint(root, smmnist_lp):
 def test_checkpoint_entries(smmnist_lp):
     ref, done = smmnist_lp
     ckpt = torch.load(done.out, map_location="cpu", weights_only=True)  # plain values only
-    meta = ckpt[module.META_KEY]
-    assert runs._META_KEY == module.META_KEY  # runs.py spells the key out (layering)
-    assert meta["format"] == module.CHECKPOINT_FORMAT
+    meta = ckpt[runs.META_KEY]
+    assert meta["format"] == runs.CHECKPOINT_FORMAT
     assert meta["converted_from"] == {"file": ref.path.name, "sha256": sha256(ref.path)}
     cfg = meta["train_config"]
     assert cfg["task_name"] == "smmnist_lp" and cfg["n_past"] == 5 and cfg["n_future"] == 10

@@ -8,15 +8,15 @@ import pytest
 import torch
 import torchvision
 
-from svg_lightning.cli import compare_main
 from svg_lightning.errors import CheckpointError, ConfigError
 from svg_lightning.evaluate import evaluate, report
+from svg_lightning.evaluate.compare import compare_main
 from svg_lightning.evaluate.report import best_samples
 from svg_lightning.files import sha256
 from svg_lightning.metrics import ssim
+from svg_lightning.metrics.best_of_n import EvalSettings
 from svg_lightning.metrics.fvd import I3D, I3D_FILE
 from svg_lightning.metrics.perceptual import ALEXNET_FILE, MissingWeightsError, lpips_files
-from svg_lightning.module import EvalSettings
 from tests.helpers import compose_cfg, run_cli
 
 evaluate_mod = importlib.import_module("svg_lightning.evaluate")  # the module, not the function

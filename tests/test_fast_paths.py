@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from benchmarks import reference_loop
 from svg_lightning.models import backbones
 from svg_lightning.models.config import SVGConfig
 from svg_lightning.models.svg import SVG, skip_source
-from tests.helpers.benchmarks import load
 
 NETS = {
     "dcgan": dict(backbone="dcgan32", image_size=32, g_dim=8, z_dim=3, rnn_size=8, nf=4),
@@ -32,7 +32,7 @@ def test_split_skip_convolution_equals_concatenation(net):
     torch.manual_seed(0)
     m = SVG(SVGConfig(**NETS[net])).eval()
     h, skips = m.encoder(frames(net, 4, 1)[:, 0])
-    concatenated = load("reference_loop").decode(m, h, skips)  # the spec's decoder, literally
+    concatenated = reference_loop.decode(m, h, skips)  # the spec's decoder, literally
     torch.testing.assert_close(m.decoder(h, skips), concatenated, **TOL)
 
 

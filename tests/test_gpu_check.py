@@ -8,14 +8,14 @@ import json
 
 import pytest
 
-from tests.helpers.benchmarks import BENCHMARKS, load
+from benchmarks import gpu_check as gpu_check_module
 
 DRY_RUN = ["--device", "cpu", "--tiny", "--no-compile"]
 
 
 @pytest.fixture(scope="module")
 def gpu_check():
-    return load("gpu_check")
+    return gpu_check_module
 
 
 def run(gpu_check, tmp_path, *extra: str) -> dict:
@@ -79,8 +79,5 @@ def test_a_stopped_run_keeps_what_it_measured(gpu_check, tmp_path, monkeypatch):
 def test_ddp_figure_on_two_cpu_processes(tmp_path, monkeypatch):
     """The DDP figure, which a GPU run reaches only with two GPUs, runs the same worker over gloo
     on the CPU: two spawned processes train the tiny net and rank 0 reports."""
-    monkeypatch.syspath_prepend(str(BENCHMARKS))  # the spawned workers import it by name
-    import gpu_check
-
-    fig = gpu_check.ddp_figures(gpu_check.parse_args(DRY_RUN))
+    fig = gpu_check_module.ddp_figures(gpu_check_module.parse_args(DRY_RUN))
     assert fig["processes"] == 2 and fig["loss_finite"] and fig["frames_per_s"] > 0

@@ -10,6 +10,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from svg_lightning.analyze import ANALYSES
 from svg_lightning.config import config_dir
 from svg_lightning.help import command_help, one_line, parse, summary
 
@@ -106,7 +107,7 @@ def test_help_follows_the_overrides():
 
 
 def test_analyze_help_lists_the_analyses():
-    lines = section(command_help("analyze"), "Analyses")
+    lines = section(command_help("analyze", analyses=ANALYSES), "Analyses")
     assert [line.split()[0] for line in lines] == ["prior", "trajectories"]
     assert all(len(line.split()) > 3 for line in lines)  # each with its line
 

@@ -14,11 +14,11 @@ import torch
 import yaml
 
 from svg_lightning import runs
+from svg_lightning.api import train
 from svg_lightning.compose import checked_config, compose_config
 from svg_lightning.errors import CheckpointError, ConfigError
 from svg_lightning.evaluate import evaluate
 from svg_lightning.files import sha256
-from svg_lightning.train import train
 from tests.helpers import compose_cfg, run_cli
 
 EVAL = ["eval.num_videos=3", "eval.num_samples=2", "eval.n_future=3", "eval.batch_size=2",

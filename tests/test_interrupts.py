@@ -12,11 +12,11 @@ import pytest
 from hydra import compose, initialize_config_dir
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from svg_lightning import cli, files, runs
+from svg_lightning import files, hydra_entry, runner, runs
+from svg_lightning.api import train
 from svg_lightning.config import config_dir
 from svg_lightning.errors import ConfigError, PreemptedError
 from svg_lightning.evaluate import evaluate
-from svg_lightning.train import train
 from tests.helpers import TINY, compose_cfg
 from tests.test_resume import NO_MEDIA
 
@@ -57,7 +57,7 @@ def test_a_failed_sample_rerun_leaves_the_earlier_outputs_whole(
 
     monkeypatch.setattr(sample_mod, "save_mp4", fills_up)
     with pytest.raises(SystemExit) as stop:
-        cli.guarded(sample_mod.sample, sample_cfg(tmp_path, ckpt, "num_samples=3", "seed=1"),
+        runner.guarded(sample_mod.sample, sample_cfg(tmp_path, ckpt, "num_samples=3", "seed=1"),
                     hydra_logging=False)  # fmt: skip
     assert stop.value.code == 74
     (line,) = capsys.readouterr().err.splitlines()
@@ -163,7 +163,7 @@ def test_read_only_places_are_refused_before_hydra_starts(
     args = [o.format(ro=ro, rw=rw) for o in overrides]
     monkeypatch.setattr(sys, "argv", ["svg", *args])
     with pytest.raises(SystemExit) as stop:
-        cli.precheck(command)
+        hydra_entry.precheck(command)
     assert stop.value.code == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert f"{setting}=" in line and f"its existing parent {ro} is not writable" in line

@@ -1,6 +1,7 @@
 """The package's imports flow one way: entry points -> orchestration -> LightningModule and
 DataModules -> models, data, metrics -> foundation. Imports inside functions count too: a
-function-level import that dodges a cycle is still a cycle."""
+function-level import that dodges a cycle is still a cycle. Folders too: no two top-level
+subpackages (or top-level modules) import each other, even through different modules."""
 
 from __future__ import annotations
 
@@ -21,11 +22,15 @@ LAYERS = {
     "lightning": ("svg_lightning.module", "svg_lightning.callbacks", "svg_lightning.loggers",
                   "svg_lightning.data.base", "svg_lightning.data.datamodules"),
     "orchestration": ("svg_lightning.checkpoint", "svg_lightning.config", "svg_lightning.compose",
-                      "svg_lightning.train",
+                      "svg_lightning.help", "svg_lightning.runner", "svg_lightning.hydra_entry",
+                      "svg_lightning.train", "svg_lightning.api",
                       "svg_lightning.evaluate", "svg_lightning.sample", "svg_lightning.analyze",
                       "svg_lightning.data.prepare", "svg_lightning.convert",
                       "svg_lightning.reproduce", "svg_lightning.sweep"),
-    "entry": ("svg_lightning.cli", "svg_lightning.help"),
+    # Each package's command line (python -m svg_lightning.X), and svg, which runs them by name.
+    "entry": ("svg_lightning.cli", "svg_lightning.analyze.command",
+              "svg_lightning.data.prepare.command", "svg_lightning.convert.command",
+              "svg_lightning.reproduce.command"),
 }  # fmt: skip
 ORDER = list(LAYERS)
 # Packages at the bottom that import nothing else of svg_lightning beyond what is listed.
@@ -131,10 +136,38 @@ def test_no_import_cycles():
     assert cycle is None, " -> ".join(cycle)
 
 
+def folder(name: str) -> str:
+    """A module's folder node: its top-level subpackage or top-level module (``svg_lightning``
+    itself for the package's ``__init__``)."""
+    parts = name.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def folder_graph(g: dict[str, set[str]]) -> dict[str, set[str]]:
+    folders: dict[str, set[str]] = {}
+    for a, targets in g.items():
+        folders.setdefault(folder(a), set()).update(folder(b) for b in targets)
+    return {a: targets - {a} for a, targets in folders.items()}
+
+
+def test_no_folder_cycles():
+    cycle = find_cycle(folder_graph(graph()))
+    assert cycle is None, "folders that import each other: " + " -> ".join(cycle)
+
+
 def test_the_checks_can_fail():
     """The cycle finder and the layer map catch what they are meant to catch."""
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+    # No module cycle, but two folders that import each other through different modules.
+    modules_only = {
+        "svg_lightning.a.x": {"svg_lightning.b.y"},
+        "svg_lightning.b.y": set(),
+        "svg_lightning.b.z": {"svg_lightning.a.w"},
+        "svg_lightning.a.w": set(),
+    }
+    assert find_cycle(modules_only) is None
+    assert find_cycle(folder_graph(modules_only)) == ["a", "b", "a"]
     assert layer("svg_lightning.models.svg") < layer("svg_lightning.module")
     assert layer("svg_lightning.data.datamodules") > layer("svg_lightning.data.smmnist")
     assert layer("svg_lightning.evaluate.__main__") == ORDER.index("entry")

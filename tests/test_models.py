@@ -1,10 +1,10 @@
 import pytest
 import torch
 
+from benchmarks import reference_loop
 from svg_lightning.models import recurrent
 from svg_lightning.models.config import SVGConfig
 from svg_lightning.models.svg import SVG, skip_source
-from tests.helpers.benchmarks import load
 from tests.helpers.reference import SPEC_COUNTS, count
 
 
@@ -66,7 +66,7 @@ def test_whole_sequence_pass_equals_stepwise_reference(variant, monkeypatch):
     x = torch.rand(3, 7, 1, 32, 32)
     # The reference's frame-by-frame pass (the training benchmark's baseline), z = mu.
     eps = torch.zeros(3, 6, 3)
-    expected = load("reference_loop").reference_pass(m, x, 3, eps).x_hat
+    expected = reference_loop.reference_pass(m, x, 3, eps).x_hat
     torch.testing.assert_close(m(x, 3).x_hat, expected, atol=1e-5, rtol=1e-4)
 
 
@@ -78,7 +78,7 @@ def test_generation_baseline_is_our_sampler(skip):
     torch.manual_seed(0)
     m = SVG(SVGConfig(variant="deterministic", skip=skip, **TINY_NET)).eval()
     cond = torch.rand(3, 4, 1, 32, 32)
-    baseline = load("reference_loop").reference_generate(m, cond, 3)
+    baseline = reference_loop.reference_generate(m, cond, 3)
     ours = m.sample(cond, 3).frames[:, 0]
     torch.testing.assert_close(ours, baseline, atol=1e-5, rtol=1e-4)
 
@@ -94,7 +94,7 @@ def test_generation_baseline_with_our_noise_is_our_sampler(variant):
     cond, s = torch.rand(3, 4, 1, 32, 32), 2
     noise = torch.randn(3, s, m.noise_steps(4, 3), m.z_dim)
     ours = m.sample(cond, 3, s, noise=noise).frames
-    reference_generate = load("reference_loop").reference_generate
+    reference_generate = reference_loop.reference_generate
     for k in range(s):
         baseline = reference_generate(m, cond, 3, noise[:, k])
         torch.testing.assert_close(ours[:, k], baseline, atol=1e-5, rtol=1e-4)

@@ -17,7 +17,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from svg_lightning.cli import prepare_main
+from svg_lightning.data.prepare.command import prepare_main
 from svg_lightning.data.sources import bair, storage
 from svg_lightning.data.sources.bair import (
     RecordError,

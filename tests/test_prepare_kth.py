@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from svg_lightning.cli import prepare_main
+from svg_lightning.data.prepare.command import prepare_main
 from svg_lightning.data.sources import kth
 from svg_lightning.errors import ConfigError, DataSourceError
 from tests.helpers.fixtures import cut_avi, write_kth_videos, write_stored_zip

@@ -161,8 +161,8 @@ def bair_archive(tmp_path):
 )
 def test_experiment_runs_on_prepared_fixtures(tmp_path, capsys, experiment, archive):
     """The official formats -> the prepare command -> a fast_dev_run of the experiment."""
-    from svg_lightning.cli import prepare_main
-    from svg_lightning.train import train
+    from svg_lightning.api import train
+    from svg_lightning.data.prepare.command import prepare_main
     from tests.conftest import compose_cfg
 
     dataset = experiment.split("_")[0]
@@ -182,7 +182,7 @@ def test_prepare_refuses_missing_inputs_and_unknown_datasets(tmp_path):
 
 
 def test_prepare_command_reports_missing_inputs(tmp_path, capsys):
-    from svg_lightning.cli import prepare_main
+    from svg_lightning.data.prepare.command import prepare_main
 
     assert prepare_main(["bair", "--src", str(tmp_path / "nope.tar"), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
@@ -229,7 +229,7 @@ def test_a_damaged_index_or_missing_file_is_refused(tmp_path):
 def test_an_output_folder_that_cannot_be_written_is_refused_up_front(
     tmp_path, capsys, monkeypatch, dataset
 ):
-    from svg_lightning.cli import prepare_main
+    from svg_lightning.data.prepare.command import prepare_main
     from svg_lightning.data.sources import bair, kth
 
     src = kth_archives(tmp_path) if dataset == "kth" else bair_archive(tmp_path)

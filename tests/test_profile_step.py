@@ -6,12 +6,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from tests.helpers.benchmarks import BENCHMARKS, load
+from benchmarks import profile_step
 
 
-def test_onednn_times_reads_each_primitive_execution(monkeypatch, capfd):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))  # profile_step imports bench_model
-    profile_step = load("profile_step")
+def test_onednn_times_reads_each_primitive_execution(capfd):
     x, w = torch.randn(4, 8, 16, 16), torch.randn(16, 8, 4, 4)
 
     def two_convs():

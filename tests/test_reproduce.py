@@ -1,24 +1,26 @@
 """The reproductions behind the docs, end to end on tiny settings: the comparison study (three
-models, two seeds, report, resume) and the quickstart's seed table with the README update."""
+models, two seeds, report, resume) and the quickstart's seed table with the README update (the
+docs tools in tools/)."""
 
 import json
 import math
 
 import pytest
 
-from svg_lightning.cli import reproduce_main
 from svg_lightning.errors import ConfigError, InputError
 from svg_lightning.reproduce import seeds, study
-from svg_lightning.reproduce.quickstart import (
+from svg_lightning.reproduce.command import reproduce_main
+from svg_lightning.reproduce.seeds import train_seed
+from svg_lightning.reproduce.study import across_seeds
+from tests.helpers import TINY
+from tools import reproduction_report
+from tools.quickstart_docs import (
     ANALYSIS_MARKERS,
     MARKERS,
     PROTOCOL_MARKERS,
     clears,
     quickstart_docs,
 )
-from svg_lightning.reproduce.seeds import train_seed
-from svg_lightning.reproduce.study import across_seeds
-from tests.helpers import TINY
 
 # Two validations (the report reads their trend); eval.*: every evaluation (2 conditioning
 # frames as in training, 2 frames past its 3).
@@ -38,6 +40,7 @@ def test_study_end_to_end_and_resume(tmp_path, capsys):
     out = tmp_path / "study"
     argv = ["--out", str(out), "--seeds", "1,2", "--strip-videos", "2", *TINY_STUDY]
     assert reproduce_main(argv) == 0
+    assert reproduction_report.main(["--out", str(out)]) == 0
     report = out / "report"
     for name in ("curves.png", "samples.png", "table.md", "table.json", "report.md"):
         assert (report / name).stat().st_size > 0, name

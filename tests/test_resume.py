@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from svg_lightning.api import train
 from svg_lightning.errors import CheckpointError, NonFiniteLossError
-from svg_lightning.train import WEIGHTS_ONLY_NOTE, train
+from svg_lightning.runner import WEIGHTS_ONLY_NOTE
 from tests.helpers import TINY
 
 NO_MEDIA = ["summary.enabled=false", "~callbacks.video_samples", "~callbacks.rich_progress_bar"]
@@ -231,3 +232,35 @@ def test_killed_or_interrupted_mid_run_then_resume_finishes(tmp_path, sig):
         for p in runs.glob("*/checkpoints/last.ckpt")
     ]
     assert sorted(finals) == [killed_at, killed_at + 3]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_to_the_whole_job_reaches_the_data_workers_too(tmp_path, sig):
+    """Ctrl-C in a terminal goes to the whole foreground process group, and a scheduler's
+    SIGTERM may go to every process of the job: the DataLoader workers (forked, so holding
+    copies of the handlers) get it as well. The run still stops at the end of the batch under
+    way, saves, and exits 130 or 143; no worker dies of its own copy."""
+    env = {**os.environ, "SVG_ROOT": str(tmp_path), "WANDB_MODE": "offline"}
+    args = [*TINY, *NO_MEDIA, "logger=csv", "trainer.max_steps=100000",
+            "trainer.val_check_interval=100000", "data.num_workers=2",
+            "callbacks.last_checkpoint.every_n_train_steps=5"]  # fmt: skip
+    log = tmp_path / "output.txt"
+    with log.open("w") as output:
+        proc = subprocess.Popen([sys.executable, "-m", "svg_lightning", *args], cwd=tmp_path,
+                                env=env, stdout=output, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
+        runs = tmp_path / "logs" / "quickstart" / "runs"
+        deadline = time.time() + 300
+        while not list(runs.glob("*/checkpoints/last.ckpt")) and time.time() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)
+        os.killpg(proc.pid, sig)  # every process of the job
+        proc.wait(timeout=300)
+    (ckpt,) = runs.glob("*/checkpoints/last.ckpt")
+    step = torch.load(ckpt, weights_only=True)["global_step"]
+    text = log.read_text()
+    by = "Ctrl-C (SIGINT)" if sig == signal.SIGINT else "SIGTERM"
+    assert proc.returncode == 128 + sig, text[-3000:]
+    assert f"stopped by {by} at step {step}; saved {ckpt}" in text
+    assert "Traceback" not in text and "killed by signal" not in text

@@ -13,7 +13,9 @@ from hydra.core.hydra_config import HydraConfig
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 
 from svg_lightning import loggers
+from svg_lightning.api import train
 from svg_lightning.config import config_dir
+from svg_lightning.console import print_config
 from svg_lightning.loggers import (
     command_job_type,
     instantiate_loggers,
@@ -25,7 +27,6 @@ from svg_lightning.loggers import (
     wandb_server,
 )
 from svg_lightning.module import SVGModule
-from svg_lightning.train import print_config, train
 from tests.helpers import TINY, compose_cfg, run_cli
 
 

@@ -1,4 +1,6 @@
-"""Callbacks that let people watch a run: sample videos at each validation, training curves.
+"""Callbacks: those that let people watch a run (sample videos at each validation, training
+curves), and those no run goes without (``with_required_callbacks``: last.ckpt, saving on
+SIGTERM, the training config in every checkpoint).
 
 Media go to the run folder (``<run>/media/``) whatever the logger, and to the logger where it can
 take them (W&B: videos and images, online or offline; TensorBoard: images). A file and its logger
@@ -22,14 +24,15 @@ import torch
 
 # Figures are drawn without pyplot, so no global backend is switched (notebooks keep theirs).
 from matplotlib.figure import Figure
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from svg_lightning import runs
-from svg_lightning.errors import NonFiniteLossError, PreemptedError
+from svg_lightning.errors import NonFiniteLossError, PreemptedError, StoppedByUserError
 from svg_lightning.loggers import log_media
 from svg_lightning.models.losses import kl_per_video_step
-from svg_lightning.module import META_KEY
 from svg_lightning.numbering import media_file
+from svg_lightning.runs import META_KEY
 from svg_lightning.viz import save_sample_gif, save_sample_grid
 
 
@@ -263,6 +266,19 @@ class SaveOnSigterm(pl.Callback):
                 trainer.save_checkpoint(runs.last_checkpoint(trainer.default_root_dir))
 
 
+def stopped(trainer: pl.Trainer, last: Path) -> PreemptedError:
+    """The error of a fit that SIGTERM or a first Ctrl-C stopped once ``SaveOnSigterm`` had
+    saved ``last`` at the end of the batch under way: exit 143 or 130, and how to resume."""
+    (saver,) = [c for c in trainer.callbacks if isinstance(c, SaveOnSigterm)]
+    by_user = saver.signal == signal.SIGINT
+    error = StoppedByUserError if by_user else PreemptedError
+    return error(
+        f"stopped by {'Ctrl-C (SIGINT)' if by_user else 'SIGTERM'} at step "
+        f"{trainer.global_step}; saved {last}. Resume with the same command plus ckpt_path=last "
+        "(a job requeued into this run folder resumes by itself)"
+    )
+
+
 @contextmanager
 def stopped_by_sigterm(what: str, fix: str = "rerun the same command") -> Iterator[None]:
     """Around ``trainer.test``: Lightning stops its loops on SIGTERM by raising SIGTERMException,
@@ -295,3 +311,13 @@ class StopOnNonFiniteLoss(pl.Callback):
             f"the loss is {loss.item()} at step {trainer.global_step}: training stopped; "
             f"{keep}. {advice}"
         )
+
+
+def with_required_callbacks(callbacks: list[pl.Callback], cfg: DictConfig) -> list[pl.Callback]:
+    """The configured callbacks, plus what no run goes without: ``last.ckpt`` at the end (what
+    ``ckpt_path=last`` resumes), saving on SIGTERM (a preempted job loses nothing), and the
+    training config inside every checkpoint (a copied checkpoint is self-contained)."""
+    if not any(isinstance(c, LastCheckpoint) for c in callbacks):
+        callbacks.append(LastCheckpoint())
+    config = OmegaConf.to_container(cfg, resolve=True)
+    return [*callbacks, SaveOnSigterm(), RecordTrainingConfig(config)]

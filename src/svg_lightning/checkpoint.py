@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import zipfile
 from pathlib import Path
 
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from omegaconf import DictConfig
 
 import svg_lightning
+from svg_lightning import runs
 from svg_lightning.errors import CheckpointError
 from svg_lightning.files import atomic_path
 from svg_lightning.models.config import SVGConfig
-from svg_lightning.module import CHECKPOINT_FORMAT, META_KEY, SVGModule
+from svg_lightning.module import SVGModule
+from svg_lightning.runs import CHECKPOINT_FORMAT, META_KEY
+
+log = logging.getLogger(__name__)
 
 SHA256 = "sha256_of_loaded_bytes"  # added by read_checkpoint; never stored in a file
 
@@ -167,3 +173,23 @@ def check_resumable(path: str | Path, model_cfg) -> None:
             + "\n  ".join(diff)
             + "\nResume with the settings it was trained with (its run's config.yaml)."
         )
+
+
+def resume_from(cfg: DictConfig) -> Path | None:
+    """The checkpoint a training resumes (``ckpt_path``: a path or ``last``; none given, the
+    newest one a requeued job left in its own run folder), checked before anything starts:
+    readable, and of the configured architecture."""
+    out = Path(cfg.paths.output_dir)
+    if not cfg.get("ckpt_path"):
+        ckpt = runs.requeued_checkpoint(out)
+        if ckpt is None:
+            return None
+        log.info("This run folder already holds %s (a requeued job): resuming from it", ckpt)
+    elif cfg.ckpt_path == "last":
+        ckpt = runs.find_last_checkpoint(cfg.paths.log_dir, cfg.task_name, exclude=out)
+        log.info("ckpt_path=last: the newest last.ckpt of task %s is %s", cfg.task_name, ckpt)
+    else:
+        ckpt = Path(cfg.ckpt_path)
+    check_resumable(ckpt, cfg.model)
+    log.info("Resuming from %s", ckpt)
+    return ckpt

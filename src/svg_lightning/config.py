@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import logging
 import math
 import os
 from pathlib import Path
@@ -16,12 +17,13 @@ from hydra.utils import get_class, get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from svg_lightning.data.sources.videos import prepared_channels
-from svg_lightning.devices import check_memory
+from svg_lightning.devices import check_memory, native_bf16
 from svg_lightning.errors import ConfigError
-from svg_lightning.models.batchnorm import BN_STATS
 from svg_lightning.models.config import SVGConfig
-from svg_lightning.models.svg import TIME_CHUNK_VALUES, is_time_chunk
+from svg_lightning.models.svg import sampling_errors, training_errors
 from svg_lightning.module import SVGModule
+
+log = logging.getLogger(__name__)
 
 # No 64-bit precisions: the model's index_put of float32 frames fails under them.
 PRECISIONS = ("32", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true")
@@ -238,6 +240,13 @@ def check_accelerator(c: Checks, trainer_cfg) -> None:
         c.errors.append("trainer.accelerator=mps but MPS is not available here; use trainer=cpu")
     precision = str(trainer_cfg.get("precision"))
     c.choice("trainer.precision", precision, PRECISIONS)
+    if precision.startswith("bf16") and trainer_device(trainer_cfg).type == "cpu":
+        if not native_bf16():
+            log.warning(
+                "trainer.precision=%s on a CPU without native bf16 (avx512_bf16, amx_bf16): "
+                "emulated in float32, 10-20x slower than trainer.precision=32 here",
+                precision,
+            )
 
 
 # The arguments of each callback that its class only checks when training reaches them (after
@@ -379,19 +388,12 @@ def validate_config(cfg: DictConfig) -> None:
     c.number("model.beta", m.get("beta"), 0)
     c.number("model.adam_beta1", m.get("adam_beta1"), 0, 1)
     c.number("model.adam_beta2", m.get("adam_beta2"), 0, 1)
-    c.choice("model.bn_stats", m.get("bn_stats", BN_STATS[0]), BN_STATS)
-    if m.get("bn_stats", BN_STATS[0]) == "per_step" and cfg.data.get("batch_size") == 1:
+    bn_stats = m.get("bn_stats", "per_step")
+    c.errors += training_errors(bn_stats, m.get("time_chunk", "auto"))
+    if bn_stats == "per_step" and cfg.data.get("batch_size") == 1:
         c.errors.append(
             "data.batch_size=1 with model.bn_stats=per_step: each time step is normalised over "
             "the batch's videos, which needs at least 2; use a larger batch"
-        )
-    chunk = m.get("time_chunk", "auto")
-    if not is_time_chunk(chunk):
-        c.errors.append(f"model.time_chunk={chunk!r} must be {TIME_CHUNK_VALUES}")
-    elif chunk not in (None, "auto") and m.get("bn_stats", BN_STATS[0]) != "per_step":
-        c.errors.append(
-            "model.time_chunk with model.bn_stats=joint would normalise each chunk on its own "
-            "(another function); use model.bn_stats=per_step or model.time_chunk=auto"
         )
 
     data_cls = get_class(cfg.data._target_)
@@ -440,9 +442,9 @@ def validate_config(cfg: DictConfig) -> None:
     )  # fmt: skip
 
 
-def check_eval(e, protocol_word: str) -> None:
+def check_eval(e, protocol_word: str, num_videos) -> None:
     """The ``eval`` settings of an evaluation; ``protocol_word`` is the value of eval.n_past and
-    eval.n_future that means the dataset's protocol."""
+    eval.n_future that means the dataset's protocol, ``num_videos`` the videos it scores."""
     c = Checks()
     for key in ("n_past", "n_future"):
         if e.get(key) not in (None, protocol_word):
@@ -458,6 +460,16 @@ def check_eval(e, protocol_word: str) -> None:
         if e.get(key) not in (None, True, False):
             c.errors.append(f"eval.{key}={e.get(key)!r} must be true, false or null (auto)")
     c.integer("eval.fvd_draws", e.get("fvd_draws"))
+    c.errors += sampling_errors(e.get("bn"))
+    batch = e.get("batch_size")
+    # Batch statistics need 2 videos in every batch, the last one included (once every setting
+    # above is valid, so these are numbers).
+    if not c.errors and e.get("bn") == "batch" and (batch == 1 or num_videos % batch == 1):
+        c.errors.append(
+            f"eval.bn=batch normalises over the videos of a batch, but with "
+            f"eval.num_videos={num_videos} and eval.batch_size={batch} a batch holds a single "
+            "video; pick a batch size that leaves at least 2 in the last batch"
+        )
     c.raise_if_any("evaluation settings")
 
 

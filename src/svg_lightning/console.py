@@ -1,13 +1,33 @@
-"""Tables and file lists printed at the end of a command (rich)."""
+"""What a command prints (rich): the config it runs with, progress, and at the end tables and
+where its outputs went."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities import rank_zero_only
 from rich.console import Console
 from rich.progress import track
+from rich.syntax import Syntax
 from rich.table import Table
+from rich.tree import Tree
+
+
+@rank_zero_only
+def print_config(cfg: DictConfig) -> None:
+    """The resolved config as a tree: one branch per group, the rest at the end."""
+    tree = Tree("[bold]config[/bold]", guide_style="dim")
+    groups = {k: v for k, v in cfg.items() if isinstance(v, DictConfig)}
+    rest = {k: v for k, v in cfg.items() if k not in groups}
+    for key, node in groups.items():
+        text = OmegaConf.to_yaml(node, resolve=True).rstrip() or "{}"
+        tree.add(f"[bold]{key}[/bold]").add(Syntax(text, "yaml", background_color="default"))
+    if rest:
+        text = OmegaConf.to_yaml(OmegaConf.create(rest)).rstrip()
+        tree.add("[bold]other[/bold]").add(Syntax(text, "yaml", background_color="default"))
+    Console().print(tree)
 
 
 def progress(items: Iterable, description: str, total: int | None = None) -> Iterator:

@@ -20,7 +20,6 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from svg_lightning.analyze import COMMANDS as ANALYSES
 from svg_lightning.compose import group_options
 from svg_lightning.config import config_dir
 
@@ -135,27 +134,25 @@ def one_line(text: str, width: int) -> str:
     return text
 
 
-def analyses() -> dict[str, str]:
-    """Each analysis of ``analyze`` with the first sentence of its module's docstring, less the
-    ``analyze NAME``: it opens with."""
+def described_analyses(functions: Mapping[str, Callable]) -> dict[str, str]:
+    """Each analysis of ``analyze`` (name -> the function that runs it) with the first sentence
+    of its module's docstring, less the ``analyze NAME``: it opens with."""
     described = {}
-    for name, function in ANALYSES.items():
+    for name, function in functions.items():
         doc = inspect.getdoc(inspect.getmodule(function)) or ""
         described[name] = re.sub(r"^``[^`]*``:\s*", "", summary(doc.split("\n\n")[0].splitlines()))
     return described
 
 
-def analyses_section() -> str:
+def analyses_section(functions: Mapping[str, Callable]) -> str:
     """The analyses ``analyze`` takes as its first argument, a line each."""
-    rows = list(analyses().items())
+    rows = list(described_analyses(functions).items())
     return "\n".join(["== Analyses (the first argument) ==", *_columns(rows)])
 
 
 class Command(NamedTuple):
-    """A sub-command of ``svg``: what runs it, the module ``python -m`` runs it as, a line on
-    what it does."""
+    """A sub-command of ``svg``: the module ``python -m`` runs it as, a line on what it does."""
 
-    run: Callable[[], object]
     module: str
     summary: str
 
@@ -294,10 +291,16 @@ def _key_rows(node: dict, conf: _Conf, choices: dict, path: str = "") -> list:
     return rows
 
 
-def command_help(config_name: str, overrides: Sequence[str] = ()) -> str:
+def command_help(
+    config_name: str,
+    overrides: Sequence[str] = (),
+    analyses: Mapping[str, Callable] | None = None,
+) -> str:
     """The ``--help`` text of the Hydra command whose primary config is ``conf/<config_name>.yaml``
     (train, eval, sample, analyze), for its config as composed with ``overrides`` (the command
     line's other arguments: ``+experiment=kth_lp --help`` shows that experiment's values).
+    ``analyses``: the analyze command's table (name -> function), listed after the header; it
+    is passed in, as the analyses sit above this module.
 
     Composes through Hydra's compose API, so call it before the command's ``hydra.main`` runs,
     not inside it."""
@@ -312,8 +315,8 @@ def command_help(config_name: str, overrides: Sequence[str] = ()) -> str:
     sections = [cfg.hydra.help.header.rstrip()]
     if note:
         sections.append(note)
-    if config_name == "analyze":
-        sections.append(analyses_section())
+    if analyses:
+        sections.append(analyses_section(analyses))
 
     groups = {
         name: summary(lines)

@@ -20,6 +20,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from PIL import Image, ImageSequence
 from pytorch_lightning.loggers import Logger, TensorBoardLogger, WandbLogger
 
+from svg_lightning import runs
+
 log = logging.getLogger(__name__)
 
 PUBLIC_WANDB = "https://api.wandb.ai"
@@ -217,8 +219,26 @@ def name_wandb_run(cfg: DictConfig) -> None:
                 wandb[key] = value
 
 
+def continue_wandb_run(cfg: DictConfig, ckpt: Path | None) -> None:
+    """A resumed training reuses the W&B id of the run ``ckpt`` came from, so its curves go on
+    in the same W&B run."""
+    wandb_id = runs.read_run_info(runs.run_of(ckpt)).get("wandb_id") if ckpt else None
+    if wandb_id and cfg.get("logger") and "wandb" in cfg.logger:
+        with open_dict(cfg):
+            cfg.logger.wandb.id = wandb_id
+            cfg.logger.wandb.resume = "allow"
+
+
+def wandb_run_id(loggers: list[Logger]) -> str | None:
+    """The id of the W&B run among ``loggers`` (recorded in run_info.json), or None."""
+    ids = [lg.experiment.id for lg in loggers if isinstance(lg, WandbLogger)]
+    return ids[0] if ids else None
+
+
 def finish_wandb() -> None:
-    """Each command, and each job of a multirun, gets its own W&B run."""
+    """Each command, each job of a multirun and each in-process run gets its own W&B run. Called
+    once per run by what started it from outside the library: the command runner
+    (``runner.guarded``) and the Python API (``api.train``); ``train()`` itself does not."""
     import wandb
 
     if wandb.run is not None:

@@ -7,48 +7,22 @@ settings), so checkpoints load with ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import pytorch_lightning as pl
 import torch
 
 import svg_lightning
 from svg_lightning.metrics.best_of_n import (
-    FVD_DRAWS,
     BestOfN,
-    BestOfNResult,
+    EvalSettings,
     Scores,
     metric_fns,
     score_chunks,
     video_noise,
 )
-from svg_lightning.metrics.fvd import I3D
-from svg_lightning.metrics.perceptual import LPIPSAlex
-from svg_lightning.models.batchnorm import BN_STATS
 from svg_lightning.models.config import SVGConfig
-from svg_lightning.models.svg import SVG, TIME_CHUNK_VALUES, Samples, is_time_chunk
-
-# Bumped whenever a checkpoint written before can no longer be loaded by this code.
-CHECKPOINT_FORMAT = 1
-META_KEY = "svg_lightning"
-
-
-@dataclass(frozen=True)
-class EvalSettings:
-    """How videos are scored: condition on ``n_past`` frames, predict ``n_future``, keep the best
-    of ``num_samples``. Sampling noise depends only on ``seed`` and the video index, so scores do
-    not depend on batching or the number of processes."""
-
-    n_past: int
-    n_future: int
-    num_samples: int
-    sample_chunk: int | None = None
-    seed: int = 0
-    reference_ssim: bool = False  # also report the reference code's ranking SSIM
-    # BatchNorm while generating: running statistics, or the statistics of the batch being
-    # generated as the reference's generation code ("batch": depends on the batch composition).
-    bn: str = "running"
-    fvd_draws: int = FVD_DRAWS  # FVD repetitions, one random sample per video each (with I3D)
+from svg_lightning.models.svg import SVG, Samples, training_errors
+from svg_lightning.runs import CHECKPOINT_FORMAT, META_KEY
 
 
 class SVGModule(pl.LightningModule):
@@ -71,10 +45,8 @@ class SVGModule(pl.LightningModule):
         **architecture,
     ):
         super().__init__()
-        if bn_stats not in BN_STATS:
-            raise ValueError(f"model.bn_stats={bn_stats!r} is unknown; allowed: {list(BN_STATS)}")
-        if not is_time_chunk(time_chunk):
-            raise ValueError(f"model.time_chunk={time_chunk!r} must be {TIME_CHUNK_VALUES}")
+        if errors := training_errors(bn_stats, time_chunk):
+            raise ValueError("; ".join(errors))
         config = SVGConfig(**architecture)  # TypeError names an unknown field
         self.save_hyperparameters()
         self.hparams.update(config.as_dict())  # every field, defaults included: the checkpoint
@@ -155,7 +127,7 @@ class SVGModule(pl.LightningModule):
         fvd = metric.fvd_for(batch["index"], s) if metric else None
         with self.eval_mode():
             chunks = self.svg.iter_samples(
-                cond, f, s, settings.sample_chunk, noise, batch_stats=settings.bn == "batch"
+                cond, f, s, settings.sample_chunk, noise, bn_stats=settings.bn
             )
             return score_chunks(chunks, cond, target, s, fns, fvd)
 
@@ -196,48 +168,3 @@ class SVGModule(pl.LightningModule):
             torch.set_rng_state(states["torch"])
         if "cuda" in states and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(states["cuda"])
-
-
-class BestOfNTest(pl.LightningModule):
-    """``Trainer.test`` of ``model`` under ``settings``: per-video curves (and FVD features),
-    scored chunk by chunk and kept by a ``BestOfN`` metric, which gathers them from every process
-    and drops the duplicates a distributed sampler pads with, so any number of processes gives
-    the same numbers. Use through ``run_best_of_n``."""
-
-    def __init__(
-        self,
-        model: SVGModule,
-        settings: EvalSettings,
-        lpips_net: LPIPSAlex | None = None,
-        i3d_net: I3D | None = None,
-    ):
-        super().__init__()
-        self.model, self.settings = model, settings
-        self.best_of_n = BestOfN(
-            settings.reference_ssim, lpips_net, i3d_net, settings.fvd_draws, settings.seed
-        )
-        self.result: BestOfNResult | None = None
-
-    def test_step(self, batch, batch_idx):
-        scores = self.model.score(batch, self.settings, self.best_of_n)
-        self.best_of_n.update_curves(scores.curves, batch["index"], scores.fvd)
-
-    def on_test_epoch_end(self) -> None:
-        self.result = self.best_of_n.compute().cpu()
-        self.best_of_n.reset()
-
-
-def run_best_of_n(
-    trainer: pl.Trainer,
-    model: SVGModule,
-    datamodule,
-    settings: EvalSettings,
-    lpips_net: LPIPSAlex | None = None,
-    i3d_net: I3D | None = None,
-) -> BestOfNResult | None:
-    """The best-of-N numbers of every test video (LPIPS with ``lpips_net``, FVD with
-    ``i3d_net``); None on processes that do not hold the gathered result (the workers of
-    ``ddp_spawn``)."""
-    task = BestOfNTest(model, settings, lpips_net, i3d_net)
-    trainer.test(task, datamodule=datamodule, verbose=False)
-    return task.result

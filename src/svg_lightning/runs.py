@@ -1,8 +1,9 @@
 """The layout of a training run's folder, in one place.
 
     <run>/config.yaml             the resolved config the run was started with
-    <run>/run_info.json           what a resumed run needs (the W&B run id); the torch version and
-                                  thread count (CPU training is bit-exact only for the same ones)
+    <run>/run_info.json           what a resumed run needs (the W&B run id); the precision that
+                                  ran; the torch version and thread count (CPU training is
+                                  bit-exact only for the same ones)
     <run>/checkpoints/last.ckpt   periodically and at the end: what ``ckpt_path=last`` resumes
     <run>/checkpoints/step*.ckpt  the best checkpoint by the validation score
     <run>/media/                  sample GIFs and plots written during training
@@ -37,6 +38,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from svg_lightning.devices import native_bf16
 from svg_lightning.errors import CheckpointError, ConfigError
 from svg_lightning.files import atomic_path, write_json
 
@@ -50,10 +52,11 @@ MEDIA = "media"
 TRAINING_CURVES = "training_curves.png"
 SCORES = "scores.json"
 LOCK = ".lock"
-# The checkpoint entry svg_lightning.module.META_KEY names. Spelled out here because this module
-# sits below module.py in the layering (tests/test_layering.py) and must not import it;
-# tests/test_convert.py checks that the two agree.
-_META_KEY = "svg_lightning"
+# The checkpoint format, declared here, the lowest layer that reads checkpoints: the entry of a
+# checkpoint that holds what svg_lightning adds (version, format, the training config), and the
+# format number, bumped whenever a checkpoint written before can no longer be loaded.
+META_KEY = "svg_lightning"
+CHECKPOINT_FORMAT = 1
 # Where the DataModules of runs written by svg_lightning 0.1.0 (before the data package was
 # re-layered) live now, so their config.yaml keeps working.
 MOVED_TARGETS = {
@@ -141,7 +144,7 @@ def in_use(folder: Path) -> bool:
 
 
 # What resuming a run changes in its config by design: the checkpoint it goes on from, and the
-# W&B run it continues (train.resume_from).
+# W&B run it continues (checkpoint.resume_from).
 RESUME_KEYS = ("ckpt_path", "logger.wandb.id", "logger.wandb.resume")
 
 
@@ -186,7 +189,7 @@ def _stored_training_config(ckpt: Path) -> dict | None:
         state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # unreadable here; loading the model reports what is wrong with it
         return None
-    meta = state.get(_META_KEY) if isinstance(state, dict) else None
+    meta = state.get(META_KEY) if isinstance(state, dict) else None
     config = meta.get("train_config") if isinstance(meta, dict) else None
     return config if isinstance(config, dict) else None
 
@@ -226,21 +229,33 @@ def find_last_checkpoint(log_dir: str | Path, task_name: str, exclude: Path) -> 
     return max(found, key=lambda p: p.stat().st_mtime)
 
 
+def requeued_checkpoint(run: Path) -> Path | None:
+    """A job requeued into its own run folder (a SLURM sweep job keeps its folder) continues
+    from the newest checkpoint it left there: our last.ckpt or Lightning's hpc_ckpt_*.ckpt."""
+    found = [p for p in [last_checkpoint(run), *Path(run).glob("hpc_ckpt_*.ckpt")] if p.is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
 def read_run_info(run: Path) -> dict:
     path = Path(run) / RUN_INFO
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def write_run_info(run: Path, wandb_id: str | None, resumed_from: Path | None) -> None:
+def write_run_info(
+    run: Path, wandb_id: str | None, resumed_from: Path | None, precision: str
+) -> None:
+    """``precision``: the Trainer's (``32-true``, ``bf16-mixed``, ...), the one that ran."""
     info = {
         "wandb_id": wandb_id,
         "resumed_from": str(resumed_from or ""),
+        "precision": precision,
         # Parallel reductions in the backward pass split their sums by thread, and the CPU's
         # vector instructions pick the kernels: another thread count or ISA gives other low bits
         # (README, "Reproducibility").
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "native_bf16": native_bf16(),  # whether bf16-mixed was fast here (devices.py)
     }
     write_json(Path(run) / RUN_INFO, info, indent=None)
 

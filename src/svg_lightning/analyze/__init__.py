@@ -17,12 +17,12 @@ from svg_lightning.analyze.trajectories import analyze_trajectories
 from svg_lightning.config import check_analyze
 from svg_lightning.errors import ConfigError
 
-COMMANDS = {"prior": analyze_prior, "trajectories": analyze_trajectories}
+ANALYSES = {"prior": analyze_prior, "trajectories": analyze_trajectories}
 
 
 def analyze(cfg: DictConfig) -> dict[str, Path]:
     """Run ``cfg.command``; returns the paths it wrote."""
-    if cfg.command not in COMMANDS:
-        raise ConfigError(f"command={cfg.command!r} is unknown; allowed: {list(COMMANDS)}")
+    if cfg.command not in ANALYSES:
+        raise ConfigError(f"command={cfg.command!r} is unknown; allowed: {list(ANALYSES)}")
     check_analyze(cfg)  # before the checkpoint is read
-    return COMMANDS[cfg.command](cfg)
+    return ANALYSES[cfg.command](cfg)

@@ -1,4 +1,4 @@
-from svg_lightning.cli import analyze_main
+from svg_lightning.analyze.command import analyze_main
 
 if __name__ == "__main__":
     analyze_main()

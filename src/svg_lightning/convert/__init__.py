@@ -31,7 +31,8 @@ from svg_lightning.convert.legacy import ModuleStandIn, Options, StandIn, load_r
 from svg_lightning.convert.mapping import BACKBONE_MODULES, expected_classes, map_tensors
 from svg_lightning.errors import CheckpointError, ConfigError
 from svg_lightning.files import atomic_path, sha256
-from svg_lightning.module import CHECKPOINT_FORMAT, META_KEY, SVGModule
+from svg_lightning.module import SVGModule
+from svg_lightning.runs import CHECKPOINT_FORMAT, META_KEY
 
 NETWORKS = ("encoder", "decoder", "frame_predictor", "posterior")  # + "prior" for SVG-LP
 # The reference's dataset names; SM-MNIST, KTH and BAIR are the paper's three.

@@ -1,4 +1,4 @@
-from svg_lightning.cli import convert_main
+from svg_lightning.convert.command import convert_main
 
 if __name__ == "__main__":
     raise SystemExit(convert_main())

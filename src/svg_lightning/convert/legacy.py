@@ -23,13 +23,13 @@ import _compat_pickle
 import pickle
 import types
 import warnings
-import zipfile
 from collections import OrderedDict
 from pathlib import Path
 
 import torch
 
 from svg_lightning.errors import CheckpointError
+from svg_lightning.metrics.fvd import is_torchscript
 
 # The reference code's module classes (models/dcgan_64.py, dcgan_128.py, vgg_64.py, vgg_128.py,
 # lstm.py). The building blocks (dcgan_conv, dcgan_upconv, vgg_layer) are pickled by name too.
@@ -172,24 +172,13 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def _is_torchscript(path: Path) -> bool:
-    """A zip archive with TorchScript constants (what ``torch.jit.save`` writes)."""
-    if not zipfile.is_zipfile(path):
-        return False
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return any(name.rpartition("/")[2] == "constants.pkl" for name in archive.namelist())
-    except (zipfile.BadZipFile, OSError):
-        return False  # torch.load reports it
-
-
 def load_reference(path: str | Path):
     """The object stored in ``path`` with every global resolved through ``ALLOWED``;
     CheckpointError (one line) for a missing or unreadable file or a refused global."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"reference checkpoint {path} does not exist")
-    if _is_torchscript(path):  # torch.load would hand it to torch.jit.load, which runs its code
+    if is_torchscript(path):  # torch.load would hand it to torch.jit.load, which runs its code
         raise CheckpointError(f"refusing {path}: it is a TorchScript archive, not a checkpoint")
     try:
         with warnings.catch_warnings():

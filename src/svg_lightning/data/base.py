@@ -9,10 +9,13 @@ without the interruption. Validation and test read their fixed items in order.
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
 
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from svg_lightning.errors import ConfigError
@@ -36,6 +39,18 @@ class TrainStream(Sampler[int]):
         return self.length
 
 
+def worker_init(worker_id: int) -> None:
+    """A DataLoader worker ignores Ctrl-C and SIGTERM: a terminal or a scheduler sends them to
+    every process of the job, and a worker that died of one would crash the main process
+    mid-step instead of letting it save and stop (callbacks.SaveOnSigterm); the main process
+    ends its workers itself. Then Lightning's worker seeding, which a loader with its own
+    ``worker_init_fn`` would otherwise lose (``seed_everything(workers=True)``)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if int(os.environ.get("PL_SEED_WORKERS", 0)):
+        pl_worker_init_function(worker_id)
+
+
 def make_loader(datamodule: VideoDataModule, dataset: Dataset, train: bool) -> DataLoader:
     """Training: the stream of never-repeating indices; evaluation: the fixed items in order."""
     hp = datamodule.hparams
@@ -47,6 +62,7 @@ def make_loader(datamodule: VideoDataModule, dataset: Dataset, train: bool) -> D
         drop_last=train,
         num_workers=hp.num_workers,
         persistent_workers=hp.num_workers > 0,
+        worker_init_fn=worker_init,
         # Its own generator: creating an iterator then draws nothing from the global RNG, whose
         # state a resumed run restores (the items themselves need no RNG).
         generator=torch.Generator().manual_seed(0),

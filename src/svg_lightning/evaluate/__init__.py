@@ -24,10 +24,12 @@ from svg_lightning.config import (
     check_model_fits_data,
 )
 from svg_lightning.errors import ConfigError, InputError
+from svg_lightning.evaluate.protocol import run_best_of_n
 from svg_lightning.evaluate.report import FVD_SELECTION_RULE, METRICS, report_run
 from svg_lightning.files import sha256
 from svg_lightning.loggers import instantiate_loggers
 from svg_lightning.metrics import FVD_RULE, LPIPS_RULE, i3d_file, load_i3d, load_lpips, lpips_files
+from svg_lightning.metrics.best_of_n import EvalSettings
 from svg_lightning.metrics.fvd import I3D, MIN_FRAMES
 from svg_lightning.metrics.perceptual import (
     MIN_SIZE,
@@ -35,10 +37,9 @@ from svg_lightning.metrics.perceptual import (
     MissingWeightsError,
     WeightsFileError,
 )
-from svg_lightning.module import EvalSettings, run_best_of_n
+from svg_lightning.module import SVGModule
 
 PROTOCOL = "protocol"  # eval.n_past/n_future: the dataset's protocol value
-EVAL_BN = ("running", "batch")
 
 
 def length(cfg_value, protocol_value: int, trained_value: int) -> int:
@@ -48,9 +49,10 @@ def length(cfg_value, protocol_value: int, trained_value: int) -> int:
     return trained_value if cfg_value is None else cfg_value
 
 
-def eval_settings(cfg: DictConfig, data_cls, hparams) -> EvalSettings:
+def eval_settings(cfg: DictConfig, data_cls, hparams, num_videos) -> EvalSettings:
+    """The checked ``eval`` settings, lengths resolved (see ``length``)."""
     e, proto = cfg.eval, data_cls.protocol
-    check_eval(e, PROTOCOL)
+    check_eval(e, PROTOCOL, num_videos)
     n_past = length(e.n_past, proto["n_past"], hparams["n_past"])
     n_future = length(e.n_future, proto["n_future"], hparams["n_future"])
     if data_cls.max_seq_len and n_past + n_future > data_cls.max_seq_len:
@@ -58,8 +60,6 @@ def eval_settings(cfg: DictConfig, data_cls, hparams) -> EvalSettings:
             f"eval.n_past + eval.n_future = {n_past + n_future} is longer than the dataset's "
             f"{data_cls.max_seq_len}-frame videos"
         )
-    if e.bn not in EVAL_BN:
-        raise ConfigError(f"eval.bn={e.bn!r} is unknown; allowed: {list(EVAL_BN)}")
     return EvalSettings(
         n_past, n_future, e.num_samples, e.sample_chunk, e.seed, e.reference_ssim, e.bn,
         e.fvd_draws,
@@ -139,36 +139,29 @@ def data_class(train_cfg: DictConfig, given: str | None):
         ) from None
 
 
-def evaluate(cfg: DictConfig) -> tuple[dict, dict[str, Path]]:
-    """Score ``cfg.ckpt_path``; returns the metrics document and the written paths (both empty
-    on processes other than rank 0). Everything that can be checked is checked before the
-    evaluation folder or a logger exists."""
-    with ExitStack() as held:  # the folder's claim (runs.claimed), to the very end
-        return _evaluate(cfg, held)
-
-
-def _evaluate(cfg: DictConfig, held: ExitStack) -> tuple[dict, dict[str, Path]]:
-    ckpt = Path(cfg.ckpt_path)
-    state = read_checkpoint(ckpt)
-    model = model_from(state, ckpt)
+def trained_with(cfg: DictConfig, ckpt: Path, state: dict, model: SVGModule):
+    """The config the checkpoint was trained with and its DataModule class, checked to describe
+    frames the model takes."""
     train_cfg = runs.training_config(ckpt, cfg.train_config, stored_config(state))
     data_cls = data_class(train_cfg, cfg.train_config)
     source = f"train_config={cfg.train_config}" if cfg.train_config else "its training config"
     check_model_fits_data(model.hparams, train_cfg.data, data_cls, source, stored_config(state))
-    settings = eval_settings(cfg, data_cls, model.hparams)
-    check_eval_memory(cfg.eval, settings, model.hparams, cfg.trainer)
+    return train_cfg, data_cls
+
+
+def check_trainer(cfg: DictConfig, settings: EvalSettings, hparams) -> None:
+    """The machine can run ``cfg.trainer`` and hold an evaluation batch."""
+    check_eval_memory(cfg.eval, settings, hparams, cfg.trainer)
     c = Checks()
     check_accelerator(c, cfg.trainer)
     c.raise_if_any("trainer settings")
-    num_videos = cfg.eval.num_videos or data_cls.protocol["num_videos"]
-    if settings.bn == "batch" and (
-        cfg.eval.batch_size == 1 or num_videos % cfg.eval.batch_size == 1
-    ):
-        raise ConfigError(
-            f"eval.bn=batch normalises over the videos of a batch, but with "
-            f"eval.num_videos={num_videos} and eval.batch_size={cfg.eval.batch_size} a batch "
-            "holds a single video; pick a batch size that leaves at least 2 in the last batch"
-        )
+
+
+def eval_data_config(
+    train_cfg: DictConfig, settings: EvalSettings, cfg: DictConfig, num_videos: int
+) -> DictConfig:
+    """The training run's data config, set to the evaluation's videos, lengths and batch size
+    (and ``data_dir`` when given)."""
     data_cfg = OmegaConf.merge(
         train_cfg.data,
         {
@@ -182,13 +175,22 @@ def _evaluate(cfg: DictConfig, held: ExitStack) -> tuple[dict, dict[str, Path]]:
     if cfg.data_dir:
         with open_dict(data_cfg):
             data_cfg.data_dir = cfg.data_dir
+    return data_cfg
+
+
+def eval_datamodule(data_cfg: DictConfig):
+    """The DataModule of ``data_cfg``, its test videos checked to be there."""
     datamodule = instantiate(data_cfg)
     datamodule.check_available("test")
-    lpips_net, i3d_net, perceptual = perceptual_networks(
-        cfg.eval, data_cls.protocol, settings, model.hparams.image_size, num_videos
-    )
-    checkpoint = describe(ckpt, state)
-    provenance = {
+    return datamodule
+
+
+def provenance_of(
+    cfg: DictConfig, settings: EvalSettings, num_videos: int, checkpoint: dict,
+    model: SVGModule, data_cfg: DictConfig, train_cfg: DictConfig,
+) -> dict:  # fmt: skip
+    """The settings that decided the numbers, for metrics.json and the loggers."""
+    return {
         "eval": {
             **OmegaConf.to_container(cfg.eval, resolve=True),
             **asdict(settings),
@@ -200,7 +202,10 @@ def _evaluate(cfg: DictConfig, held: ExitStack) -> tuple[dict, dict[str, Path]]:
         "train_config": OmegaConf.to_container(train_cfg, resolve=True),
     }
 
-    out = Path(cfg.paths.output_dir)
+
+def claim_output(out: Path, held: ExitStack) -> Path:
+    """The evaluation folder, claimed by rank 0 until ``held`` closes; a ConfigError when it
+    holds a finished evaluation."""
     out.mkdir(parents=True, exist_ok=True)
     # Rank 0 alone: a ddp job's other ranks are copies of this command writing into its folder.
     if rank_zero_only.rank == 0 and runs.on_first_node():
@@ -210,18 +215,49 @@ def _evaluate(cfg: DictConfig, held: ExitStack) -> tuple[dict, dict[str, Path]]:
                 f"{out} holds a finished evaluation ({METRICS}); give this one another "
                 "hydra.run.dir, or none (every evaluation gets a new folder)"
             )
-    task = train_cfg.get("task_name", "model")
+    return out
+
+
+def eval_loggers(
+    cfg: DictConfig, train_cfg: DictConfig, out: Path, task: str, provenance: dict
+) -> list:
+    """The loggers of ``cfg`` (else the training run's), the provenance logged to each."""
     loggers = instantiate_loggers(
         cfg.get("logger") or train_cfg.get("logger"), out, f"{task}-eval", "eval", train_cfg
     )
     for lg in loggers:
         lg.log_hyperparams(provenance)
-    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[RichProgressBar()])
-    with stopped_by_sigterm(f"the evaluation of {ckpt}"):
-        result = run_best_of_n(trainer, model, datamodule, settings, lpips_net, i3d_net)
-    if not trainer.is_global_zero or result is None:
-        return {}, {}
-    return report_run(
-        out, model, result, settings, datamodule, loggers, checkpoint, cfg.eval.grid_videos,
-        cfg.eval.grid_samples, label=task, extra=perceptual, provenance=provenance,
-    )  # fmt: skip
+    return loggers
+
+
+def evaluate(cfg: DictConfig) -> tuple[dict, dict[str, Path]]:
+    """Score ``cfg.ckpt_path``; returns the metrics document and the written paths (both empty
+    on processes other than rank 0). Everything that can be checked is checked before the
+    evaluation folder or a logger exists."""
+    ckpt = Path(cfg.ckpt_path)
+    state = read_checkpoint(ckpt)
+    model = model_from(state, ckpt)
+    train_cfg, data_cls = trained_with(cfg, ckpt, state, model)
+    num_videos = cfg.eval.num_videos or data_cls.protocol["num_videos"]
+    settings = eval_settings(cfg, data_cls, model.hparams, num_videos)
+    check_trainer(cfg, settings, model.hparams)
+    data_cfg = eval_data_config(train_cfg, settings, cfg, num_videos)
+    datamodule = eval_datamodule(data_cfg)
+    lpips_net, i3d_net, perceptual = perceptual_networks(
+        cfg.eval, data_cls.protocol, settings, model.hparams.image_size, num_videos
+    )
+    checkpoint = describe(ckpt, state)
+    provenance = provenance_of(cfg, settings, num_videos, checkpoint, model, data_cfg, train_cfg)
+    task = train_cfg.get("task_name", "model")
+    with ExitStack() as held:  # the folder's claim (runs.claimed), to the very end
+        out = claim_output(Path(cfg.paths.output_dir), held)
+        loggers = eval_loggers(cfg, train_cfg, out, task, provenance)
+        trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[RichProgressBar()])
+        with stopped_by_sigterm(f"the evaluation of {ckpt}"):
+            result = run_best_of_n(trainer, model, datamodule, settings, lpips_net, i3d_net)
+        if not trainer.is_global_zero or result is None:
+            return {}, {}
+        return report_run(
+            out, model, result, settings, datamodule, loggers, checkpoint, cfg.eval.grid_videos,
+            cfg.eval.grid_samples, label=task, extra=perceptual, provenance=provenance,
+        )  # fmt: skip

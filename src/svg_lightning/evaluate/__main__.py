@@ -1,4 +1,7 @@
-from svg_lightning.cli import evaluate_main
+"""``python -m svg_lightning.evaluate ckpt_path=...`` (``svg evaluate``)."""
+
+from svg_lightning.evaluate import evaluate
+from svg_lightning.hydra_entry import hydra_command
 
 if __name__ == "__main__":
-    evaluate_main()
+    hydra_command("eval", evaluate)()

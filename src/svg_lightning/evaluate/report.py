@@ -15,8 +15,8 @@ from svg_lightning.console import print_table
 from svg_lightning.files import staged_outputs, write_json
 from svg_lightning.loggers import log_media, log_scalars
 from svg_lightning.metrics import PSNR_RULE, SSIM_REFERENCE_RULE, SSIM_RULE, ssim
-from svg_lightning.metrics.best_of_n import BestOfNResult
-from svg_lightning.module import EvalSettings, SVGModule
+from svg_lightning.metrics.best_of_n import BestOfNResult, EvalSettings
+from svg_lightning.module import SVGModule
 from svg_lightning.viz import save_sample_gif, save_sample_grid
 
 SELECTION_RULE = (
@@ -33,7 +33,8 @@ FVD_SELECTION_RULE = (
 METRICS = "metrics.json"  # written last: a folder holding it holds all of an evaluation's files
 METRIC_LABELS = {"ssim": "SSIM", "psnr": "PSNR (dB)", "lpips": "LPIPS (lower is better)"}
 CI_RULE = "95% CI = 1.96 * std / sqrt(n) over videos (per step: over the videos at that step)"
-BASELINES = {"copy_last": "copy last conditioning frame", "black": "all-black frame"}
+# How tables and plots name the predictors of metrics.best_of_n.BASELINES.
+BASELINE_LABELS = {"copy_last": "copy last conditioning frame", "black": "all-black frame"}
 BASELINE_STYLE = {
     "copy_last": {"color": "0.5", "linestyle": ":"},
     "black": {"color": "k", "linestyle": "-."},
@@ -102,7 +103,7 @@ def plot_curves(path: Path, runs: dict[str, dict], title: str = "") -> Path:
             _band(ax, x, m["curves"][f"{metric}_bestofN"], label=best_label, linewidth=2)
             if len(runs) == 1 and f"{metric}_meanofN" in m["curves"]:
                 _band(ax, x, m["curves"][f"{metric}_meanofN"], label=f"{label}: mean of N")
-        for key, name in BASELINES.items():
+        for key, name in BASELINE_LABELS.items():
             curve = first["curves"][f"{metric}_{key}"]
             _band(ax, frame_numbers(first), curve, label=name, **BASELINE_STYLE[key])
         p = first["protocol"]["n_past"]
@@ -171,8 +172,8 @@ def save_samples(
     }
 
 
-def mean_ci(score: dict | None, digits: int = 4) -> str:
-    """``mean ± ci`` of a summary entry; ``-`` when there is none."""
+def format_mean_ci(score: dict | None, digits: int = 4) -> str:
+    """``mean ± ci`` of a summary entry, as text; ``-`` when there is none."""
     if score is None:
         return "-"
     ci = float("nan") if score["ci95"] is None else score["ci95"]
@@ -187,8 +188,8 @@ def print_report(metrics: dict, paths: dict[str, Path], label: str = "model") ->
     )
     names = [m for m in ("ssim", "psnr", "lpips") if f"{m}_bestofN" in sm]
     predictors = {"bestofN": f"{label}, best of N (bestofN)",
-                  "meanofN": f"{label}, mean of N (meanofN)", **BASELINES}  # fmt: skip
-    rows = [[name, *(mean_ci(sm.get(f"{m}_{key}")) for m in names)]
+                  "meanofN": f"{label}, mean of N (meanofN)", **BASELINE_LABELS}  # fmt: skip
+    rows = [[name, *(format_mean_ci(sm.get(f"{m}_{key}")) for m in names)]
             for key, name in predictors.items()]  # fmt: skip
     columns = ["predictor", *(METRIC_LABELS[m] for m in names)]
     if "fvd" in sm:
@@ -196,7 +197,7 @@ def print_report(metrics: dict, paths: dict[str, Path], label: str = "model") ->
         rows = [row + ["-"] for row in rows]
         draws = len(sm["fvd"]["draws"])
         rows.append([f"{label}, one random sample per video ({draws} draws)",
-                     *("-" for _ in names), mean_ci(sm["fvd"], 1)])  # fmt: skip
+                     *("-" for _ in names), format_mean_ci(sm["fvd"], 1)])  # fmt: skip
     print_table(title, columns, rows, paths)
 
 

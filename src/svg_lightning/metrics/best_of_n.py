@@ -10,13 +10,15 @@ protocol, Franceschi et al. 2020).
 
 ``BestOfN`` is the same protocol as a ``torchmetrics.Metric``: per-video curves kept in list
 states (gathered across processes by torchmetrics), the duplicates a distributed sampler pads
-with dropped, and the mean and 95% CI over videos that metrics.json reports.
+with dropped, and the mean and 95% CI over videos that metrics.json reports. ``EvalSettings`` are
+the protocol's settings, shared by the LightningModule's validation and the evaluation's test task.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import partial
 from typing import NamedTuple
 
@@ -40,6 +42,25 @@ FVD_DRAWS = 5  # SRVP's repetitions of FVD, each with one random sample per vide
 SELECTIONS = ("bestofN", "meanofN", "worstofN")
 BASELINES = ("copy_last", "black")
 CI_Z = 1.96  # two-sided 95% quantile of the standard normal
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """How videos are scored: condition on ``n_past`` frames, predict ``n_future``, keep the best
+    of ``num_samples``. Sampling noise depends only on ``seed`` and the video index, so scores do
+    not depend on batching or the number of processes. The fields are the ``eval`` settings of
+    the same names."""
+
+    n_past: int
+    n_future: int
+    num_samples: int
+    sample_chunk: int | None = None
+    seed: int = 0
+    reference_ssim: bool = False  # also report the reference code's ranking SSIM
+    # BatchNorm while generating, one of models.batchnorm.SAMPLING_BN_STATS (the vocabulary is
+    # documented there): running statistics, or those of the batch being generated.
+    bn: str = "running"
+    fvd_draws: int = FVD_DRAWS  # FVD repetitions, one random sample per video each (with I3D)
 
 
 def metric_fns(reference_ssim: bool = False, lpips_net: LPIPSAlex | None = None) -> dict:

@@ -185,17 +185,20 @@ class I3D(nn.Sequential):
         super().__init__(layers)
 
 
-def _is_torchscript(path: Path) -> bool:
-    # torch.save and torch.jit.save both write zip archives; only TorchScript adds code/ and
-    # constants.pkl next to the pickled data.
+def is_torchscript(path: Path) -> bool:
+    """Whether ``path`` is what ``torch.jit.save`` writes: torch.save writes zip archives too,
+    but only TorchScript adds constants.pkl next to the pickled data (torch.load's own test)."""
     if not zipfile.is_zipfile(path):
         return False
-    with zipfile.ZipFile(path) as z:
-        return any(n.endswith("/constants.pkl") or "/code/" in n for n in z.namelist())
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.rpartition("/")[2] == "constants.pkl" for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False  # not readable as an archive: the loader that follows reports it
 
 
 def _read_state(path: Path) -> tuple[dict[str, Tensor], str]:
-    if _is_torchscript(path):
+    if is_torchscript(path):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice

@@ -19,8 +19,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# per_step: the reference's statistics (above); joint: one call's statistics over all B*T frames.
-BN_STATS = ("per_step", "joint")
+# Which statistics BatchNorm normalises with. The code names this choice ``bn_stats`` (SVGModule,
+# SVG.forward, SVG.iter_samples); the settings keep the keys users type:
+#   model.bn_stats, in training: per_step, the reference's per-step statistics (above), or joint,
+#     one call's statistics over all B*T frames;
+#   eval.bn (EvalSettings.bn), while generating: running, the running statistics (eval mode), or
+#     batch, the statistics of the batch being generated, as the reference's generation code
+#     (which leaves the encoder and decoder in train mode).
+TRAINING_BN_STATS = ("per_step", "joint")
+SAMPLING_BN_STATS = ("running", "batch")
 
 
 class StepBatchNorm2d(nn.BatchNorm2d):

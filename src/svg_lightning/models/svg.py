@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from svg_lightning.models.backbones import build_backbone
-from svg_lightning.models.batchnorm import BN_STATS, step_statistics
+from svg_lightning.models.batchnorm import SAMPLING_BN_STATS, TRAINING_BN_STATS, step_statistics
 from svg_lightning.models.config import SVGConfig
 from svg_lightning.models.losses import LossTerms, svg_loss
 from svg_lightning.models.recurrent import FramePredictor, GaussianLSTM, reparameterize
@@ -30,10 +30,32 @@ CPU_CALL_BYTES = 20 * 2**20
 TIME_CHUNK_VALUES = "auto, an integer >= 1 or null"
 
 
-def is_time_chunk(value) -> bool:
-    """Whether ``value`` is a ``time_chunk`` setting: ``TIME_CHUNK_VALUES``."""
-    is_int = isinstance(value, int) and not isinstance(value, bool)
-    return value is None or value == "auto" or (is_int and value >= 1)
+def training_errors(bn_stats, time_chunk, training: bool = True) -> list[str]:
+    """What is wrong with ``SVG.forward``'s ``bn_stats`` and ``time_chunk`` (``model.bn_stats``,
+    ``model.time_chunk``), each named as the setting: the one statement of these rules, which the
+    config checks, ``SVGModule`` and ``SVG.forward`` call. Chunks under joint statistics are
+    wrong in training only: each chunk would be normalised on its own (another function)."""
+    errors = []
+    if bn_stats not in TRAINING_BN_STATS:
+        errors.append(f"model.bn_stats={bn_stats!r} is unknown; allowed: {list(TRAINING_BN_STATS)}")
+    is_int = isinstance(time_chunk, int) and not isinstance(time_chunk, bool)
+    if not (time_chunk in (None, "auto") or is_int and time_chunk >= 1):
+        errors.append(f"model.time_chunk={time_chunk!r} must be {TIME_CHUNK_VALUES}")
+    elif training and is_int and bn_stats != "per_step":
+        errors.append(
+            f"time_chunk needs bn_stats='per_step' in training: model.time_chunk={time_chunk} "
+            f"with model.bn_stats={bn_stats} would normalise each chunk on its own (another "
+            "function); use model.bn_stats=per_step or model.time_chunk=auto"
+        )
+    return errors
+
+
+def sampling_errors(bn_stats) -> list[str]:
+    """What is wrong with ``SVG.iter_samples``' ``bn_stats`` (``eval.bn``): the one statement of
+    this rule, which the config checks and ``iter_samples`` call."""
+    if bn_stats in SAMPLING_BN_STATS:
+        return []
+    return [f"eval.bn={bn_stats!r} is unknown; allowed: {list(SAMPLING_BN_STATS)}"]
 
 
 def skip_source(t: int, n_past: int, skip: str) -> int:
@@ -230,16 +252,11 @@ class SVG(nn.Module):
         call. Chunks compute the same function under ``per_step`` (statistics are per step
         anyway) and keep a call's activations small enough for a CPU's caches; ``"auto"`` picks
         their size (``auto_time_chunk``), or one call where chunks would change the function."""
-        if bn_stats not in BN_STATS:
-            raise ValueError(f"bn_stats={bn_stats!r} is unknown; allowed: {list(BN_STATS)}")
+        if errors := training_errors(bn_stats, time_chunk, self.training):
+            raise ValueError("; ".join(errors))
         per_step = bn_stats == "per_step" and self.training  # eval: running statistics
-        if not is_time_chunk(time_chunk):
-            raise ValueError(f"time_chunk={time_chunk!r} must be {TIME_CHUNK_VALUES}")
         if time_chunk == "auto":  # chunks change the function only under joint training statistics
             time_chunk = None if self.training and not per_step else self.auto_time_chunk(x)
-        if time_chunk is not None and self.training and not per_step:
-            raise ValueError("time_chunk needs bn_stats='per_step' in training: with 'joint' "
-                             "statistics every chunk would be normalised on its own")  # fmt: skip
         b, t = x.shape[:2]
         # The decoder's skip terms are computed once per source frame (frames 0..u-1: a few
         # conditioning frames unless skip=previous), then repeated to the T-1 decoded steps.
@@ -284,20 +301,24 @@ class SVG(nn.Module):
         num_samples: int = 1,
         chunk_size: int | None = None,
         noise: torch.Tensor | None = None,
-        batch_stats: bool = False,
+        bn_stats: str = "running",
     ) -> Iterator[SampleChunk]:
         """Futures for every sequence of ``cond`` (B, n_cond, C, H, W), as chunks of at most
         ``chunk_size`` rows of the B*S (sequence, sample) pairs, row ``b * S + s``. ``noise``
         (B, S, noise_steps, z) fixes every standard-normal draw (reproducible evaluation).
 
-        ``batch_stats``: BatchNorm normalises with the statistics of the batch being generated,
-        as the reference's generation code does (it leaves the encoder and decoder in train
-        mode): every call sees the B sequences of ``cond`` for one sample index, so the chunks
-        are one per sample (``chunk_size`` is ignored) and the results depend on which sequences
-        make up ``cond``. Running statistics are left untouched."""
+        ``bn_stats``: ``running`` (in eval mode), or ``batch``: BatchNorm normalises with the
+        statistics of the batch being generated, as the reference's generation code does (it
+        leaves the encoder and decoder in train mode): every call sees the B sequences of
+        ``cond`` for one sample index, so the chunks are one per sample (``chunk_size`` is
+        ignored) and the results depend on which sequences make up ``cond``. Running statistics
+        are left untouched."""
+        if errors := sampling_errors(bn_stats):
+            raise ValueError(errors[0])
+        from_batch = bn_stats == "batch"
         s = num_samples if self.stochastic else 1
         b, n_cond = cond.shape[:2]
-        stats = step_statistics if batch_stats else lambda *_: nullcontext()
+        stats = step_statistics if from_batch else lambda *_: nullcontext()
         # Conditioning frames are encoded once, not once per sample (with batch statistics each
         # frame is normalised over the B sequences, as one reference call per frame would).
         with stats(self.encoder, n_cond):
@@ -308,7 +329,7 @@ class SVG(nn.Module):
         if noise is not None:
             noise = noise.to(cond.device).flatten(0, 1)
         rows = torch.arange(b * s, device=cond.device)
-        if batch_stats:
+        if from_batch:
             chunks = [rows[i::s] for i in range(s)]  # one sample index of every sequence
         else:
             chunks = rows.split(chunk_size or b * s)

@@ -1,7 +1,6 @@
 """Reproductions behind the docs, each one command that reruns from scratch or resumes:
 
 python -m svg_lightning.reproduce              the paper's comparison at CPU scale (study.py)
-python -m svg_lightning.reproduce.quickstart   the README's quickstart table, several seeds
 """
 
 from __future__ import annotations
@@ -9,7 +8,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from svg_lightning.reproduce.report import write_report
+from svg_lightning.reproduce.report import write_results
 from svg_lightning.reproduce.study import EXPERIMENT, MODELS, run_all
 
 
@@ -28,4 +27,4 @@ def study(
     report's table (``table.json``)."""
     start = time.perf_counter()
     found = run_all(Path(out), list(seeds), list(models), list(overrides), experiment)
-    return write_report(Path(out), found, command, strip_videos, time.perf_counter() - start)
+    return write_results(Path(out), found, command, strip_videos, time.perf_counter() - start)

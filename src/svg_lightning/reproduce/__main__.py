@@ -1,4 +1,4 @@
-from svg_lightning.cli import reproduce_main
+from svg_lightning.reproduce.command import reproduce_main
 
 if __name__ == "__main__":
     raise SystemExit(reproduce_main())

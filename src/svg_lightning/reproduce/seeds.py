@@ -1,12 +1,11 @@
 """Training runs of one setting for several seeds, each in a folder of its own that a rerun
-reuses: the loop behind both the comparison study and the docs' quickstart table."""
+reuses: the loop behind both the comparison study and the docs' quickstart table
+(tools/quickstart_docs.py)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -16,13 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import torch
 from omegaconf import OmegaConf, open_dict
 
+from svg_lightning.api import train
 from svg_lightning.compose import compose_config
 from svg_lightning.errors import ConfigError, SVGError
 from svg_lightning.files import write_json
-from svg_lightning.train import train
 
 RECORD = "reproduce.json"  # in each step's folder: its settings, and its wall time once finished
 
@@ -64,7 +62,7 @@ def once(folder: Path, settings: list[str], work: Callable[[], None]) -> Done:
 
 def train_seed(folder: Path, overrides: list[str], seed: int, fresh_process: bool = False) -> Done:
     """``python -m svg_lightning OVERRIDES seed=SEED`` with ``folder`` as its run folder. A run
-    interrupted there continues from its last.ckpt (``train.requeued_checkpoint``).
+    interrupted there continues from its last.ckpt (``runs.requeued_checkpoint``).
     ``fresh_process``: run the command itself, in a new Python process, so the wall time is the
     whole command's as a user types it (start-up included, nothing left from earlier runs)."""
     overrides = [*overrides, f"seed={seed}"]
@@ -122,54 +120,3 @@ class Progress:
         left = sum(self.times) / len(self.times) * (self.total - self.started)
         print(f"[{self.started}/{self.total}] done in {duration(done.wall_s)}; about "
               f"{duration(left)} left", flush=True)  # fmt: skip
-
-
-def machine() -> dict:
-    """Where and on what code a reproduction ran: times depend on it (and on the load)."""
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo").splitlines()
-         if line.startswith("model name")),
-        platform.processor() or platform.machine(),
-    )  # fmt: skip
-    # the cores this process may use, as nproc counts them
-    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count())
-    commit = _git("rev-parse", "--short", "HEAD")
-    if commit and _git("status", "--porcelain"):
-        commit += " with uncommitted changes"
-    return {
-        "cpus": len(cpus),
-        "cpu": cpu,
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "torch_threads": torch.get_num_threads(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-        "commit": commit,
-    }
-
-
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text()
-    except OSError:
-        return ""
-
-
-def _git(*args: str) -> str | None:
-    """A read-only git query in the package's repository; None outside one."""
-    try:
-        done = subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True,
-                              text=True, timeout=30)  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
-def describe(m: dict) -> str:
-    gpu = f", GPU {m['gpu']}" if m["gpu"] else ", no GPU"
-    load = m["load_average"]
-    load = "" if load is None else f", load average {load:.1f} at the start"
-    code = f"; code: commit {m['commit']}" if m["commit"] else ""
-    return (
-        f"{m['cpus']} CPU cores ({m['cpu']}, {m['cpu_capability']} kernels){gpu}, torch threads: "
-        f"{m['torch_threads']}{load}{code}"
-    )

@@ -17,7 +17,7 @@ from svg_lightning.callbacks import TrainingCurves
 from svg_lightning.compose import compose_config
 from svg_lightning.errors import ConfigError
 from svg_lightning.evaluate import evaluate
-from svg_lightning.evaluate.report import BASELINES
+from svg_lightning.metrics.best_of_n import BASELINES
 from svg_lightning.reproduce.seeds import Done, Progress, once, train_seed
 
 # model.variant -> the paper's name; conf/model option -> model.variant.

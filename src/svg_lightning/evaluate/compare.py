@@ -5,6 +5,7 @@ Figs. 7/8) and print a table with FVD where the runs have it:
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -12,7 +13,8 @@ from pathlib import Path
 
 from svg_lightning.console import print_table
 from svg_lightning.errors import InputError
-from svg_lightning.evaluate.report import mean_ci, plot_curves
+from svg_lightning.evaluate.report import format_mean_ci, plot_curves
+from svg_lightning.runner import returning_code
 
 # What the table and the plot read of a metrics.json (evaluate/report.py writes them all).
 PARTS = ("protocol", "summary", "curves")
@@ -93,9 +95,28 @@ def compare(runs: list[Path], labels: list[str] | None, out: Path | None) -> dic
             names.append(key)
             columns.append(column)
     rows = [
-        [label, *(mean_ci(m["summary"].get(k), 1 if k == "fvd" else 4) for k in names)]
+        [label, *(format_mean_ci(m["summary"].get(k), 1 if k == "fvd" else 4) for k in names)]
         for label, m in by_label.items()
     ]
     print_table("best of N per video, next to each run's own baselines", columns, rows,
                 {"plot": out})  # fmt: skip
     return by_label
+
+
+def compare_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m svg_lightning.evaluate.compare",
+        description="Overlay the best-sample SSIM/PSNR curves of several evaluations and print "
+        "their summary numbers.",
+    )
+    parser.add_argument("runs", nargs="+", type=Path, help="evaluation folders or metrics.json")
+    parser.add_argument("--labels", nargs="*", help="one label per run (default: folder names)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="the plot (default: compare.png next to the runs)"
+    )
+    args = parser.parse_args(argv)
+    return returning_code(compare, args.runs, args.labels, args.out)[0]
+
+
+if __name__ == "__main__":
+    raise SystemExit(compare_main())

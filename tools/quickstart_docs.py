@@ -2,12 +2,19 @@
 default config) for several seeds, then ``python -m svg_lightning.analyze prior|trajectories``
 and ``python -m svg_lightning.evaluate`` (SM-MNIST's own protocol) on the default seed's
 checkpoint, written to docs/quickstart.md, docs/figures/ and, between their marker comments,
-README.md (``make docs-figures``)."""
+README.md. ``make docs-figures`` runs it:
+
+    python -m tools.quickstart_docs [overrides] [--readme README.md] [--seeds 1234,1,2]
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import shlex
 import shutil
+import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -18,18 +25,13 @@ from omegaconf import OmegaConf, open_dict
 from svg_lightning import runs
 from svg_lightning.analyze import analyze
 from svg_lightning.compose import compose_config
-from svg_lightning.errors import InputError
+from svg_lightning.errors import InputError, SVGError
 from svg_lightning.evaluate import evaluate
-from svg_lightning.evaluate.report import BASELINES
+from svg_lightning.metrics.best_of_n import BASELINES
 from svg_lightning.reproduce.report import fmt
-from svg_lightning.reproduce.seeds import (
-    Progress,
-    describe,
-    duration,
-    machine,
-    train_seed,
-)
+from svg_lightning.reproduce.seeds import Progress, duration, train_seed
 from svg_lightning.reproduce.study import LABELS
+from tools.machine import describe, machine
 
 SEEDS = (1234, 1, 2)
 MARKERS = ("<!-- quickstart-numbers:start -->", "<!-- quickstart-numbers:end -->")
@@ -321,3 +323,47 @@ def quickstart_docs(
         replace_between_markers(readme, analysis_block(analyses, default), ANALYSIS_MARKERS)
         replace_between_markers(readme, protocol_block(protocol, default), PROTOCOL_MARKERS)
     return results
+
+
+def _seeds(text: str) -> list[int]:
+    """``--seeds 1,2,3``: one argument, so KEY=VALUE overrides may follow it."""
+    try:
+        return [int(s) for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of integers like 1,2,3") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.quickstart_docs",
+        description="The quickstart (python -m svg_lightning) for several seeds: writes "
+        "DOCS/quickstart.md (the seeds' table, wall times, machine), copies the default seed's "
+        "curves and samples into DOCS/figures/, analyses the default seed's checkpoint (prior, "
+        "trajectories) and scores it under the dataset's protocol (500 test videos) and, with "
+        "--readme, rewrites the README's marked quickstart blocks. Resumable: finished runs "
+        "are reused.",
+    )
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="overrides of every run (none: the quickstart itself)")  # fmt: skip
+    # logs/ under SVG_ROOT or the current folder, as the training runs (conf/paths/default.yaml)
+    default_out = Path(os.environ.get("SVG_ROOT", ".")) / "logs" / "docs_figures"
+    parser.add_argument("--out", type=Path, default=default_out,
+                        help="the runs' folder (default: logs/docs_figures)")  # fmt: skip
+    parser.add_argument("--docs", type=Path, default=Path("docs"))
+    parser.add_argument("--readme", type=Path, default=None,
+                        help="README.md whose quickstart block to update")  # fmt: skip
+    parser.add_argument("--seeds", type=_seeds, default=list(SEEDS),
+                        help=f"default: {','.join(map(str, SEEDS))}")  # fmt: skip
+    args = parser.parse_intermixed_args(argv)
+    command = shlex.join(["python", "-m", "tools.quickstart_docs", *argv])
+    try:
+        quickstart_docs(args.out, args.docs, args.readme, args.seeds, args.overrides, command)
+    except SVGError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

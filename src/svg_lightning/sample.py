@@ -32,7 +32,8 @@ from svg_lightning.data.frames import to_tchw, unit_float
 from svg_lightning.devices import check_memory, pick_device
 from svg_lightning.errors import ConfigError, InputError
 from svg_lightning.files import check_writable, staged_outputs
-from svg_lightning.module import EvalSettings
+from svg_lightning.hydra_entry import hydra_command
+from svg_lightning.metrics.best_of_n import EvalSettings
 from svg_lightning.numbering import sample_file
 from svg_lightning.viz import COND, PRED, framed, tile, upscale
 
@@ -226,3 +227,7 @@ def sample(cfg: DictConfig) -> dict:
     for path in paths.values():
         print(f"  {path}")
     return paths
+
+
+if __name__ == "__main__":  # python -m svg_lightning.sample (svg sample)
+    hydra_command("sample", sample)()

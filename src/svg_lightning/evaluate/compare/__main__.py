@@ -1,4 +1,0 @@
-from svg_lightning.cli import compare_main
-
-if __name__ == "__main__":
-    raise SystemExit(compare_main())

@@ -1,4 +1,0 @@
-from svg_lightning.cli import sample_main
-
-if __name__ == "__main__":
-    sample_main()
