@@ -163,3 +163,23 @@ def test_bf16_mixed_training_writes_float32_checkpoints_and_records_it(tiny_cfg)
     info = json.loads((out / "run_info.json").read_text())
     assert info["precision"] == "bf16-mixed" and info["native_bf16"] == devices.native_bf16()
     assert "precision: bf16-mixed" in (out / "config.yaml").read_text()
+
+
+@pytest.mark.slow
+def test_the_held_out_summary_after_bf16_training_is_float32(tiny_cfg, monkeypatch):
+    """Validation runs in the training precision; the held-out summary is scored in float32
+    (the published numbers are float32), with the trainer's autocast switched off."""
+    from svg_lightning.module import SVGModule
+
+    seen = []
+    real = SVGModule.score
+
+    def spy(self, batch, settings, metric=None):
+        seen.append((metric is not None, torch.is_autocast_enabled("cpu")))
+        return real(self, batch, settings, metric)
+
+    monkeypatch.setattr(SVGModule, "score", spy)
+    train(tiny_cfg("trainer.precision=bf16-mixed", "summary.num_samples=2"))
+    validation = {autocast for held_out, autocast in seen if not held_out}
+    summary = {autocast for held_out, autocast in seen if held_out}
+    assert validation == {True} and summary == {False}

@@ -25,7 +25,9 @@ COMMANDS = {
     "evaluate": Command("svg_lightning.evaluate", "score a checkpoint: best-of-N SSIM/PSNR, FVD"),
     "sample": Command("svg_lightning.sample", "futures of your own video"),
     "analyze": Command("svg_lightning.analyze", "uncertainty analyses: prior, trajectories"),
-    "prepare": Command("svg_lightning.data.prepare", "KTH or BAIR archives -> the training arrays"),
+    "prepare": Command(
+        "svg_lightning.data.prepare", "KTH/BAIR archives or your own videos -> arrays"
+    ),
     "compare": Command(
         "svg_lightning.evaluate.compare", "overlay the curves of several evaluations"
     ),

@@ -115,7 +115,9 @@ def score_held_out(cfg: DictConfig, trainer: pl.Trainer, model, datamodule, last
         f"the held-out summary (training finished and saved {last})",
         f"score it with python -m svg_lightning.evaluate ckpt_path={last}",
     ):
-        result = run_best_of_n(trainer, model, datamodule, settings)
+        # In float32 whatever the training precision: the published numbers are float32
+        # (bf16 sampling moves them: docs/performance.md).
+        result = run_best_of_n(trainer, model, datamodule, settings, float32=True)
     if not (trainer.is_global_zero and result):  # under ddp_spawn the results stay in the workers
         return
     # The model scored is the one last.ckpt holds (LastCheckpoint saved it at the end).

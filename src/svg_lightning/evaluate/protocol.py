@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import pytorch_lightning as pl
+import torch
 
 from svg_lightning.metrics.best_of_n import BestOfN, BestOfNResult, EvalSettings
 from svg_lightning.metrics.fvd import I3D
@@ -23,16 +26,21 @@ class BestOfNTest(pl.LightningModule):
         settings: EvalSettings,
         lpips_net: LPIPSAlex | None = None,
         i3d_net: I3D | None = None,
+        float32: bool = False,
     ):
         super().__init__()
-        self.model, self.settings = model, settings
+        self.model, self.settings, self.float32 = model, settings, float32
         self.best_of_n = BestOfN(
             settings.reference_ssim, lpips_net, i3d_net, settings.fvd_draws, settings.seed
         )
         self.result: BestOfNResult | None = None
 
     def test_step(self, batch, batch_idx):
-        scores = self.model.score(batch, self.settings, self.best_of_n)
+        # float32: the trainer's mixed precision (its autocast around this step) is switched off,
+        # so the scores are float32 numbers whatever precision the model was trained in.
+        off = torch.autocast(batch["frames"].device.type, enabled=False)
+        with off if self.float32 else nullcontext():
+            scores = self.model.score(batch, self.settings, self.best_of_n)
         self.best_of_n.update_curves(scores.curves, batch["index"], scores.fvd)
 
     def on_test_epoch_end(self) -> None:
@@ -47,10 +55,11 @@ def run_best_of_n(
     settings: EvalSettings,
     lpips_net: LPIPSAlex | None = None,
     i3d_net: I3D | None = None,
+    float32: bool = False,
 ) -> BestOfNResult | None:
     """The best-of-N numbers of every test video (LPIPS with ``lpips_net``, FVD with
-    ``i3d_net``); None on processes that do not hold the gathered result (the workers of
-    ``ddp_spawn``)."""
-    task = BestOfNTest(model, settings, lpips_net, i3d_net)
+    ``i3d_net``; ``float32``: scored in float32 under a mixed-precision trainer); None on
+    processes that do not hold the gathered result (the workers of ``ddp_spawn``)."""
+    task = BestOfNTest(model, settings, lpips_net, i3d_net, float32)
     trainer.test(task, datamodule=datamodule, verbose=False)
     return task.result
