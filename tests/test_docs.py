@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from svg_lightning.analyze import ANALYSES
+from svg_lightning.cli import COMMANDS
 from svg_lightning.compose import checked_config
 from svg_lightning.errors import ConfigError
 
@@ -32,16 +33,7 @@ HYDRA = {
     "svg_lightning.sample": "sample",
     "svg_lightning.analyze": "analyze",
 }
-SVG = {
-    "train": "svg_lightning",
-    "evaluate": "svg_lightning.evaluate",
-    "sample": "svg_lightning.sample",
-    "analyze": "svg_lightning.analyze",
-    "prepare": "svg_lightning.data.prepare",
-    "compare": "svg_lightning.evaluate.compare",
-    "convert": "svg_lightning.convert",
-    "reproduce": "svg_lightning.reproduce",
-}
+SVG = {name: command.module for name, command in COMMANDS.items()}  # svg NAME -> its module
 PYTHON = {"python", "python3", ".venv/bin/python"}
 # Other programs, and python runs that are not ours: set-up, the test suite, a script on stdin.
 NOT_OURS = {"pip", ".venv/bin/pip", "make", "git", "nvidia-smi", "jupyter", "papermill", "ls"}

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torchvision
 
+from svg_lightning.devices import AUTO_SAMPLE_CHUNK, sample_chunk
 from svg_lightning.errors import CheckpointError, ConfigError
 from svg_lightning.evaluate import evaluate, report
 from svg_lightning.evaluate.compare import compare_main
@@ -402,3 +403,17 @@ def test_weight_files_on_by_protocol_are_skipped_with_a_note_when_missing(capsys
     with pytest.raises(ConfigError, match="eval.fvd=true, but put rgb_imagenet.pt at /x"):
         evaluate_mod.weight_files(True, False, "FVD", missing, None)
     assert evaluate_mod.weight_files(None, True, "FVD", lambda: "found", None) == "found"
+
+
+def test_sample_chunk_auto_is_resolved_for_the_device_and_recorded(tmp_path, run_dir):
+    """auto: large calls on a GPU, small ones on a CPU (faster there); metrics.json records the
+    rows that ran. The scores do not depend on it (test_evaluation_is_reproducible)."""
+    assert sample_chunk("auto", torch.device("cuda")) == AUTO_SAMPLE_CHUNK["cuda"] == 800
+    assert sample_chunk("auto", torch.device("cpu")) == AUTO_SAMPLE_CHUNK["cpu"] == 64
+    assert sample_chunk(None, torch.device("cpu")) is None and sample_chunk(7, None) == 7
+    evaluate(eval_cfg(tmp_path, run_dir / "checkpoints" / "last.ckpt", "eval.sample_chunk=auto"))
+    prov = json.loads((tmp_path / "out" / "metrics.json").read_text())["provenance"]
+    assert prov["eval"]["sample_chunk"] == 64
+    with pytest.raises(ConfigError, match="eval.sample_chunk='many' must be an integer"):
+        evaluate(eval_cfg(tmp_path / "bad", run_dir / "checkpoints" / "last.ckpt",
+                          "eval.sample_chunk=many"))  # fmt: skip

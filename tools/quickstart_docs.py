@@ -25,12 +25,13 @@ from omegaconf import OmegaConf, open_dict
 from svg_lightning import runs
 from svg_lightning.analyze import analyze
 from svg_lightning.compose import compose_config
-from svg_lightning.errors import InputError, SVGError
+from svg_lightning.errors import InputError
 from svg_lightning.evaluate import evaluate
 from svg_lightning.metrics.best_of_n import BASELINES
 from svg_lightning.reproduce.report import fmt
 from svg_lightning.reproduce.seeds import Progress, duration, train_seed
 from svg_lightning.reproduce.study import LABELS
+from svg_lightning.runner import returning_code
 from tools.machine import describe, machine
 
 SEEDS = (1234, 1, 2)
@@ -357,12 +358,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"default: {','.join(map(str, SEEDS))}")  # fmt: skip
     args = parser.parse_intermixed_args(argv)
     command = shlex.join(["python", "-m", "tools.quickstart_docs", *argv])
-    try:
-        quickstart_docs(args.out, args.docs, args.readme, args.seeds, args.overrides, command)
-    except SVGError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
-    return 0
+    return returning_code(
+        quickstart_docs, args.out, args.docs, args.readme, args.seeds, args.overrides, command
+    )[0]
 
 
 if __name__ == "__main__":

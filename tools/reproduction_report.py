@@ -11,16 +11,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 from scipy import stats
 
-from svg_lightning.errors import InputError, SVGError
+from svg_lightning.errors import InputError
 from svg_lightning.evaluate.report import BASELINE_LABELS
 from svg_lightning.reproduce.report import DIGITS, FIGURES, fmt, markdown_table
 from svg_lightning.reproduce.seeds import duration
 from svg_lightning.reproduce.study import SCORES
+from svg_lightning.runner import returning_code
 
 
 def separation(disjoint: bool, one_seed: bool) -> str:
@@ -202,12 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=default,
                         help="the study's folder (default: logs/reproduce)")  # fmt: skip
     args = parser.parse_args(argv)
-    try:
-        print(f"report: {write_report_md(args.out / 'report')}")
-    except SVGError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
-    return 0
+    code, written = returning_code(write_report_md, args.out / "report")
+    if code == 0:
+        print(f"report: {written}")
+    return code
 
 
 if __name__ == "__main__":

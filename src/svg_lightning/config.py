@@ -452,7 +452,8 @@ def check_eval(e, protocol_word: str, num_videos) -> None:
     c.integer("eval.num_samples", e.get("num_samples"))
     c.integer("eval.num_videos", e.get("num_videos"), none_ok=True)
     c.integer("eval.batch_size", e.get("batch_size"))
-    c.integer("eval.sample_chunk", e.get("sample_chunk"), none_ok=True)
+    if e.get("sample_chunk") != "auto":
+        c.integer("eval.sample_chunk", e.get("sample_chunk"), none_ok=True)
     c.seed("eval.seed", e.get("seed"))
     c.integer("eval.grid_videos", e.get("grid_videos"), low=0)
     c.integer("eval.grid_samples", e.get("grid_samples"), low=0)

@@ -62,7 +62,7 @@ def check_memory(frames: int, frame_shape, device: torch.device, what: str, fix:
 CPUINFO = Path("/proc/cpuinfo")
 # Instructions that compute bf16 in hardware: AVX512-BF16 and AMX-BF16 (x86), the Armv8.6 BF16
 # extension (aarch64). Without them bf16 is emulated: on an AVX2 host an autocast training step ran
-# about 20x slower than float32 for the paper's net, 10x for the quickstart's.
+# 10-20x slower than float32 (docs/performance.md).
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 
 
@@ -89,3 +89,18 @@ def native_bf16() -> bool:
         return bool(flags & NATIVE_BF16_FLAGS)
     probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
     return bool(probe and probe())
+
+
+# (video, sample) rows per sampling call under eval.sample_chunk=auto. A GPU takes large calls (the
+# limit bounds its memory); a CPU is faster with small ones, whose activations stay in its caches:
+# benchmarks/bench_eval measured 272, 236 and 184 predicted frames/s at 64, 200 and 800 rows
+# (paper SM-MNIST SVG-LP, 8 videos, 2-core AVX2; docs/performance.md).
+AUTO_SAMPLE_CHUNK = {"cpu": 64, "cuda": 800}
+
+
+def sample_chunk(setting: int | str | None, device: torch.device) -> int | None:
+    """The rows per sampling call that ``setting`` (rows, null for all at once, or ``auto``)
+    means on ``device``."""
+    if setting == "auto":
+        return AUTO_SAMPLE_CHUNK.get(device.type, AUTO_SAMPLE_CHUNK["cuda"])
+    return setting

@@ -22,7 +22,9 @@ from svg_lightning.config import (
     check_eval,
     check_eval_memory,
     check_model_fits_data,
+    trainer_device,
 )
+from svg_lightning.devices import sample_chunk
 from svg_lightning.errors import ConfigError, InputError
 from svg_lightning.evaluate.protocol import run_best_of_n
 from svg_lightning.evaluate.report import FVD_SELECTION_RULE, METRICS, report_run
@@ -60,10 +62,10 @@ def eval_settings(cfg: DictConfig, data_cls, hparams, num_videos) -> EvalSetting
             f"eval.n_past + eval.n_future = {n_past + n_future} is longer than the dataset's "
             f"{data_cls.max_seq_len}-frame videos"
         )
+    chunk = sample_chunk(e.sample_chunk, trainer_device(cfg.trainer))
     return EvalSettings(
-        n_past, n_future, e.num_samples, e.sample_chunk, e.seed, e.reference_ssim, e.bn,
-        e.fvd_draws,
-    )  # fmt: skip
+        n_past, n_future, e.num_samples, chunk, e.seed, e.reference_ssim, e.bn, e.fvd_draws
+    )
 
 
 def weight_files(asked: bool | None, default: bool, name: str, locate, unfit: str | None):
