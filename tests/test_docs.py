@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from svg_lightning.analyze import ANALYSES
-from svg_lightning.cli import COMMANDS
+from svg_lightning.cli import COMMANDS as SVG_COMMANDS
 from svg_lightning.compose import checked_config
 from svg_lightning.errors import ConfigError
 
@@ -33,7 +33,7 @@ HYDRA = {
     "svg_lightning.sample": "sample",
     "svg_lightning.analyze": "analyze",
 }
-SVG = {name: command.module for name, command in COMMANDS.items()}  # svg NAME -> its module
+SVG = {name: command.module for name, command in SVG_COMMANDS.items()}  # svg NAME -> its module
 PYTHON = {"python", "python3", ".venv/bin/python"}
 # Other programs, and python runs that are not ours: set-up, the test suite, a script on stdin.
 NOT_OURS = {"pip", ".venv/bin/pip", "make", "git", "nvidia-smi", "jupyter", "papermill", "ls"}

@@ -503,6 +503,19 @@ def check_analyze(cfg) -> None:
     c.raise_if_any("analysis settings")
 
 
+def check_sample(cfg, n_past: int, n_future: int) -> None:
+    """The settings of ``sample``, with ``n_past``/``n_future`` resolved (null: the model's)."""
+    c = Checks()
+    for key, value, low in (
+        ("n_past", n_past, 1), ("n_future", n_future, 1), ("num_samples", cfg.num_samples, 1),
+        ("start", cfg.start, 0), ("fps", cfg.fps, 1),
+    ):  # fmt: skip
+        c.integer(key, value, low=low)
+    c.integer("sample_chunk", cfg.sample_chunk, none_ok=True)
+    c.seed("seed", cfg.seed)  # the same rule as eval.seed
+    c.raise_if_any("sampling settings")
+
+
 def check_eval_memory(e, settings, hparams, trainer_cfg) -> None:
     """An evaluation batch holds its videos' num_samples futures at once (best of N)."""
     check_memory(

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from svg_lightning.checkpoint import load_model, read_checkpoint
-from svg_lightning.config import Checks, architecture, frame_shape
+from svg_lightning.config import architecture, check_sample, frame_shape
 from svg_lightning.console import progress
 from svg_lightning.data.frames import to_tchw, unit_float
 from svg_lightning.devices import check_memory, pick_device
@@ -119,15 +119,7 @@ def settings(cfg: DictConfig, hparams: dict) -> dict:
     """n_past, n_future, num_samples (the model's training values by default), checked."""
     n_past = hparams["n_past"] if cfg.n_past is None else cfg.n_past
     n_future = hparams["n_future"] if cfg.n_future is None else cfg.n_future
-    c = Checks()
-    for key, value, low in (
-        ("n_past", n_past, 1), ("n_future", n_future, 1), ("num_samples", cfg.num_samples, 1),
-        ("start", cfg.start, 0), ("fps", cfg.fps, 1),
-    ):  # fmt: skip
-        c.integer(key, value, low=low)
-    c.integer("sample_chunk", cfg.sample_chunk, none_ok=True)
-    c.seed("seed", cfg.seed)  # the same rule as eval.seed
-    c.raise_if_any("sampling settings")
+    check_sample(cfg, n_past, n_future)
     # The futures are drawn on the device, then all copied to the CPU and written.
     shape = frame_shape(architecture(hparams))
     for device in dict.fromkeys((pick_device(cfg.device), torch.device("cpu"))):
