@@ -93,8 +93,8 @@ def native_bf16() -> bool:
 
 # (video, sample) rows per sampling call under eval.sample_chunk=auto. A GPU takes large calls (the
 # limit bounds its memory); a CPU is faster with small ones, whose activations stay in its caches:
-# benchmarks/bench_eval measured 272, 236 and 184 predicted frames/s at 64, 200 and 800 rows
-# (paper SM-MNIST SVG-LP, 8 videos, 2-core AVX2; docs/performance.md).
+# 64-row calls sampled the paper's SM-MNIST net about 1.5x faster than 800-row ones in
+# benchmarks/bench_eval (8 videos, 2-core AVX2; docs/performance.md).
 AUTO_SAMPLE_CHUNK = {"cpu": 64, "cuda": 800}
 
 
