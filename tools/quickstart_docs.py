@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import shutil
 import sys
@@ -28,6 +27,7 @@ from svg_lightning.compose import compose_config
 from svg_lightning.errors import InputError
 from svg_lightning.evaluate import evaluate
 from svg_lightning.metrics.best_of_n import BASELINES
+from svg_lightning.reproduce.command import default_out, seeds_arg
 from svg_lightning.reproduce.report import fmt
 from svg_lightning.reproduce.seeds import Progress, duration, train_seed
 from svg_lightning.reproduce.study import LABELS
@@ -326,14 +326,6 @@ def quickstart_docs(
     return results
 
 
-def _seeds(text: str) -> list[int]:
-    """``--seeds 1,2,3``: one argument, so KEY=VALUE overrides may follow it."""
-    try:
-        return [int(s) for s in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a list of integers like 1,2,3") from None
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(
@@ -348,13 +340,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="overrides of every run (none: the quickstart itself)")  # fmt: skip
     # logs/ under SVG_ROOT or the current folder, as the training runs (conf/paths/default.yaml)
-    default_out = Path(os.environ.get("SVG_ROOT", ".")) / "logs" / "docs_figures"
-    parser.add_argument("--out", type=Path, default=default_out,
+    parser.add_argument("--out", type=Path, default=default_out("docs_figures"),
                         help="the runs' folder (default: logs/docs_figures)")  # fmt: skip
     parser.add_argument("--docs", type=Path, default=Path("docs"))
     parser.add_argument("--readme", type=Path, default=None,
                         help="README.md whose quickstart block to update")  # fmt: skip
-    parser.add_argument("--seeds", type=_seeds, default=list(SEEDS),
+    parser.add_argument("--seeds", type=seeds_arg, default=list(SEEDS),
                         help=f"default: {','.join(map(str, SEEDS))}")  # fmt: skip
     args = parser.parse_intermixed_args(argv)
     command = shlex.join(["python", "-m", "tools.quickstart_docs", *argv])

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 from scipy import stats
 
 from svg_lightning.errors import InputError
 from svg_lightning.evaluate.report import BASELINE_LABELS
+from svg_lightning.reproduce.command import default_out
 from svg_lightning.reproduce.report import DIGITS, FIGURES, fmt, markdown_table
 from svg_lightning.reproduce.seeds import duration
 from svg_lightning.reproduce.study import SCORES
@@ -197,9 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         description="Write OUT/report/report.md, the reading of a finished comparison study "
         "(python -m svg_lightning.reproduce), from its OUT/report/table.json.",
     )
-    # the default of ``python -m svg_lightning.reproduce --out``
-    default = Path(os.environ.get("SVG_ROOT", ".")) / "logs" / "reproduce"
-    parser.add_argument("--out", type=Path, default=default,
+    # the same default as ``python -m svg_lightning.reproduce --out``
+    parser.add_argument("--out", type=Path, default=default_out("reproduce"),
                         help="the study's folder (default: logs/reproduce)")  # fmt: skip
     args = parser.parse_args(argv)
     code, written = returning_code(write_report_md, args.out / "report")

@@ -14,13 +14,13 @@ from svg_lightning.reproduce.study import EXPERIMENT, MODELS
 from svg_lightning.runner import returning_code
 
 
-def _default_out(name: str) -> Path:
+def default_out(name: str) -> Path:
     """Where a reproduction writes by default: logs/NAME under SVG_ROOT or the current folder,
     as the training runs (conf/paths/default.yaml)."""
     return Path(os.environ.get("SVG_ROOT", ".")) / "logs" / name
 
 
-def _seeds(text: str) -> list[int]:
+def seeds_arg(text: str) -> list[int]:
     """``--seeds 1,2,3``: one argument, so KEY=VALUE overrides may follow it."""
     try:
         return [int(s) for s in text.split(",")]
@@ -51,9 +51,9 @@ def reproduce_main(argv: list[str] | None = None) -> int:
         help="overrides of every training run (e.g. trainer.max_steps=500); eval.* ones go to "
         "every evaluation (e.g. eval.num_videos=64)",
     )  # fmt: skip
-    parser.add_argument("--out", type=Path, default=_default_out("reproduce"),
+    parser.add_argument("--out", type=Path, default=default_out("reproduce"),
                         help="the study's folder (default: logs/reproduce)")  # fmt: skip
-    parser.add_argument("--seeds", type=_seeds, default=[1, 2, 3], help="default: 1,2,3")
+    parser.add_argument("--seeds", type=seeds_arg, default=[1, 2, 3], help="default: 1,2,3")
     parser.add_argument("--models", type=_models, default=list(MODELS),
                         help=f"conf/model options (default: {','.join(MODELS)})")  # fmt: skip
     parser.add_argument("--strip-videos", type=int, default=4,
