@@ -2,7 +2,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup dev train test test-fast bench gpu-check lint format clean reproduce docs-figures
+.PHONY: setup dev train test test-fast bench gpu-check lint format clean reproduce docs-figures quickstart-precision
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -22,6 +22,9 @@ reproduce: setup  ## the paper's SVG-LP / SVG-FP / deterministic comparison at C
 
 docs-figures: setup  ## the quickstart for seeds 1234, 1, 2; both analyses and the full protocol on seed 1234: docs/quickstart.md, docs/figures/, README blocks
 	$(BIN)/python -m tools.quickstart_docs --readme README.md
+
+quickstart-precision: setup  ## on a CPU with native bf16: the quickstart in float32 and bf16-mixed for seeds 1234, 1, 2, and whether it should train in bf16 (logs/quickstart_precision/precision.md)
+	$(BIN)/python -m tools.quickstart_precision
 
 test: dev  ## the whole suite, as CI runs it
 	$(BIN)/python -m pytest -q
