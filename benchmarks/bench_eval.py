@@ -23,6 +23,7 @@ import torch
 
 from benchmarks.bench_model import flops, peak_rate
 from benchmarks.reference_loop import reference_generate
+from svg_lightning.devices import AUTO_SAMPLE_CHUNK
 from svg_lightning.metrics.frame import psnr, ssim
 from svg_lightning.models.config import SVGConfig
 from svg_lightning.models.svg import SVG
@@ -104,8 +105,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--videos", type=int, nargs="+", default=[8, 100])
     parser.add_argument("--n-future", type=int, default=10)
-    parser.add_argument("--rows", type=int, default=800,
-                        help="(video, sample) rows ours samples per batch size")  # fmt: skip
+    parser.add_argument("--rows", type=int, default=AUTO_SAMPLE_CHUNK["cpu"],
+                        help="(video, sample) rows per call of ours, per batch size (default: "
+                             "what eval.sample_chunk=auto takes on a CPU)")  # fmt: skip
     parser.add_argument("--loop-samples", type=int, default=4,
                         help="sample indices the baseline runs per batch size")  # fmt: skip
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per side")

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from benchmarks import reference_loop
+from svg_lightning.models.batchnorm import StepBatchNorm2d
 from svg_lightning.models.config import SVGConfig
 from svg_lightning.models.svg import SVG, skip_source
 
@@ -203,3 +204,31 @@ def test_auto_time_chunk_chunks_where_it_is_the_same_function(monkeypatch):
     m.eval()
     batched_step(m, x, 3, eps, "per_step", monkeypatch, "auto")  # running statistics
     assert calls == [15, 6, 6, 3]
+
+
+def test_inference_batch_norm_is_the_running_affine_map_in_place():
+    """Eval mode without autograd: the running-statistics BatchNorm, computed in place; with
+    autograd or in training it is the plain layer and leaves its input alone."""
+    torch.manual_seed(0)
+    bn = StepBatchNorm2d(6).eval()
+    with torch.no_grad():
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.normal_()
+        bn.bias.normal_()
+    plain = nn.BatchNorm2d(6).eval()
+    plain.load_state_dict(bn.state_dict())
+    x = torch.randn(4, 6, 5, 5)
+    want = plain(x).detach()
+    with torch.no_grad():
+        y = x.clone()
+        out = bn(y)
+    assert out.data_ptr() == y.data_ptr(), "inference BatchNorm made a new activation"
+    torch.testing.assert_close(out, want)
+    y = x.clone()
+    torch.testing.assert_close(bn(y), want)  # autograd on: a new tensor, the input kept
+    torch.testing.assert_close(y, x)
+    with torch.no_grad():
+        y = x.clone()
+        bn.train()(y)
+        torch.testing.assert_close(y, x)

@@ -1,6 +1,7 @@
 """Fast paths compute the same function as the default path: the decoder's split skip
-convolution, the CPU image layer's kernel, ``channels_last``, ``torch.compile``, and a sampling
-rollout with no host syncs (what CUDA-graph capture needs)."""
+convolution, the CPU image layer's kernel, ``channels_last`` (and the NHWC layout of CPU
+generation), ``torch.compile``, and a sampling rollout with no host syncs (what CUDA-graph capture
+needs)."""
 
 from __future__ import annotations
 
@@ -162,6 +163,54 @@ def test_channels_last_is_the_same_function(net, dtype):
     convs = [p for p in fast.parameters() if p.dim() == 4]
     assert all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
     assert_same_function(fast, ref, frames(net).to(dtype))
+
+
+def conv_layouts(m: SVG) -> list[bool]:
+    """Whether each convolution's weight is NHWC (and not NCHW) at its calls, recorded by forward
+    hooks; a weight with one input channel is both, and is left out."""
+    seen = []
+
+    def record(layer, _):
+        w = layer.weight
+        if w.shape[1] > 1:
+            seen.append(w.is_contiguous(memory_format=torch.channels_last) > w.is_contiguous())
+
+    for net in (m.encoder, m.decoder):
+        for layer in net.modules():
+            if isinstance(layer, torch.nn.modules.conv._ConvNd):
+                layer.register_forward_pre_hook(record)
+    return seen
+
+
+@pytest.mark.parametrize("net", NETS)
+def test_cpu_generation_runs_nhwc_and_restores_the_layout(net):
+    """In float32 on a CPU, generation switches the conv weights to NHWC and back; the samples
+    are the function the float64 (NCHW) model computes, and training afterwards sees NCHW."""
+    torch.manual_seed(0)
+    m = SVG(SVGConfig(**NETS[net])).eval()
+    m64 = copy.deepcopy(m).double()
+    x = frames(net)
+    noise = torch.randn(x.shape[0], 2, m.noise_steps(3, 4), m.z_dim)
+    seen, seen64 = conv_layouts(m), conv_layouts(m64)
+    with torch.no_grad():
+        got = m.sample(x[:, :3], 4, num_samples=2, noise=noise)
+        want = m64.sample(x[:, :3].double(), 4, num_samples=2, noise=noise.double())
+    assert seen and all(seen), "float32 CPU generation did not run NHWC"
+    assert seen64 and not any(seen64), "float64 generation switched the layout"
+    assert all(p.is_contiguous() for p in m.parameters()), "the NCHW layout was not restored"
+    torch.testing.assert_close(got.frames, want.frames.float(), **TOL)
+    seen.clear()
+    train_pass(m.train(), x)
+    assert seen and not any(seen)
+
+
+def test_cpu_generation_keeps_a_chosen_layout():
+    """Weights made NHWC by ``fast_paths`` stay NHWC after generation (nothing to restore)."""
+    m = SVG(SVGConfig(**NETS["dcgan"])).eval().fast_paths(channels_last=True)
+    with torch.no_grad():
+        m.sample(frames("dcgan")[:, :3], 2, num_samples=2)
+    convs = [p for p in m.parameters() if p.dim() == 4]
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
 
 
 def test_compile_is_the_same_function(monkeypatch):

@@ -36,7 +36,7 @@ class _SkipInput:
         if isinstance(x, torch.Tensor):
             return self._conv(x, self.weight, self.bias)
         feature, term = x
-        return self._conv(feature, self._half(False), self.bias) + term
+        return self._conv(feature, self._half(False), self.bias).add_(term)
 
 
 class SkipConv2d(_SkipInput, nn.Conv2d):

@@ -40,6 +40,8 @@ class StepBatchNorm2d(nn.BatchNorm2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.steps is None:
+            if self._affine_in_place(x):
+                return self._running_affine(x)
             return super().forward(x)
         t, c = self.steps, self.num_features
         b = x.shape[0] // t
@@ -56,6 +58,26 @@ class StepBatchNorm2d(nn.BatchNorm2d):
         # Not a view: the in-place LeakyReLU that follows would otherwise make autograd copy the
         # whole activation back through the view in the backward pass (as_strided scatter).
         return torch.ops.aten._unsafe_view(y, x.shape)
+
+    def _affine_in_place(self, x: torch.Tensor) -> bool:
+        """Generation: eval mode, running statistics, no autograd, same dtype. Its input is always
+        a convolution's output, inside a block, read by nothing else."""
+        return (
+            not self.training
+            and self.affine
+            and self.running_mean is not None
+            and not torch.is_grad_enabled()
+            and x.dtype == self.weight.dtype
+        )
+
+    def _running_affine(self, x: torch.Tensor) -> torch.Tensor:
+        """Eval-mode BatchNorm is a per-channel affine map; done in place it writes no new
+        activation, which made best-of-N sampling on a CPU 1.12x faster (a fresh 16 MB output per
+        call cost 5-8 ms there against 1 ms in place; docs/performance.md)."""
+        scale = self.weight * torch.rsqrt(self.running_var + self.eps)
+        shift = self.bias - self.running_mean * scale
+        shape = (-1,) + (1,) * (x.dim() - 2)
+        return torch.addcmul(shift.view(shape), x, scale.view(shape), out=x)
 
     @torch.no_grad()
     def _replay_updates(self, mean: torch.Tensor, var: torch.Tensor) -> None:
