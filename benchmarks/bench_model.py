@@ -180,8 +180,8 @@ def main() -> None:
     t_sample = statistics.median(interleaved({"sample": sample}, args.reps)["sample"])
 
     frames = args.batch * 15
-    print(f"threads: {torch.get_num_threads()}, attainable float32 rate (faster of a 2048 matmul "
-          f"and a conv): {peak / 1e9:.1f} GFLOP/s")  # fmt: skip
+    print(f"threads: {torch.get_num_threads()}, attainable float32 rate (fastest of a 2048 matmul "
+          f"and a conv, NCHW or NHWC): {peak / 1e9:.1f} GFLOP/s")  # fmt: skip
     print(f"train step (B={args.batch}, T=15, per_step BN), medians of {args.reps} reps; speed-up "
           f"= median of the per-rep ratios (range over reps):")  # fmt: skip
     rate_of = lambda name: "float32 " if "bf16" in name else ""  # bf16's own peak is higher
