@@ -28,7 +28,7 @@ from svg_lightning.errors import InputError
 from svg_lightning.evaluate import evaluate
 from svg_lightning.metrics.best_of_n import BASELINES
 from svg_lightning.reproduce.command import default_out, seeds_arg
-from svg_lightning.reproduce.report import fmt
+from svg_lightning.reproduce.report import fmt, md_table
 from svg_lightning.reproduce.seeds import Progress, duration, train_seed
 from svg_lightning.reproduce.study import LABELS
 from svg_lightning.runner import returning_code
@@ -65,7 +65,7 @@ def seed_table(results: list[dict]) -> str:
     head = ["seed", "SSIM best of N", "PSNR best of N", "SSIM copy-last", "PSNR copy-last",
             "SSIM all-black", "PSNR all-black", "best of N clears both baselines (SSIM / PSNR)",
             "wall time"]  # fmt: skip
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
     for r in results:
         sm = r["metrics"]["summary"]
         cells = [str(r["seed"])]
@@ -73,8 +73,8 @@ def seed_table(results: list[dict]) -> str:
             cells += [fmt(sm[f"ssim_{key}"], "ssim"), fmt(sm[f"psnr_{key}"], "psnr")]
         cells.append(" / ".join("yes" if clears(sm, m) else "no" for m in ("ssim", "psnr")))
         cells.append(duration(r["wall_s"]))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        rows.append(cells)
+    return md_table(head, rows)
 
 
 def predictor_table(result: dict) -> str:

@@ -36,7 +36,7 @@ from svg_lightning.devices import native_bf16
 from svg_lightning.errors import ConfigError
 from svg_lightning.files import write_json
 from svg_lightning.reproduce.command import default_out, seeds_arg
-from svg_lightning.reproduce.report import fmt
+from svg_lightning.reproduce.report import fmt, md_table
 from svg_lightning.reproduce.seeds import Done, Progress, duration, train_seed
 from svg_lightning.reproduce.study import SEED_CI_RULE, across_seeds, runs_agree
 from svg_lightning.runner import returning_code
@@ -157,41 +157,35 @@ def verdict_text(decision: dict, native: bool) -> str:
 def runs_table(found: dict[str, dict[int, dict]]) -> str:
     head = ["precision", "seed", "SSIM best of N", "PSNR best of N", "wall time",
             "precision that ran", "native bf16"]  # fmt: skip
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
     for precision, by_seed in found.items():
         for seed, r in by_seed.items():
             sm, info = r["metrics"]["summary"], r["run_info"]
             native = "yes" if info.get("native_bf16") else "no"
-            cells = [precision, str(seed), fmt(sm["ssim_bestofN"], "ssim"),
-                     fmt(sm["psnr_bestofN"], "psnr"), duration(r["wall_s"]),
-                     info.get("precision", "?"), native]  # fmt: skip
-            lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+            rows.append([precision, str(seed), fmt(sm["ssim_bestofN"], "ssim"),
+                         fmt(sm["psnr_bestofN"], "psnr"), duration(r["wall_s"]),
+                         info.get("precision", "?"), native])  # fmt: skip
+    return md_table(head, rows)
 
 
 def seeds_table(found: dict[str, dict[int, dict]], decision: dict) -> str:
     head = ["precision", "SSIM across seeds", "PSNR across seeds", "total wall time"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for precision, by_seed in found.items():
-        s = decision["scores"]
-        total = sum(r["wall_s"] for r in by_seed.values())
-        cells = [precision, fmt(s["ssim"][precision], "ssim"), fmt(s["psnr"][precision], "psnr"),
-                 duration(total)]  # fmt: skip
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    s = decision["scores"]
+    rows = [[precision, fmt(s["ssim"][precision], "ssim"), fmt(s["psnr"][precision], "psnr"),
+             duration(sum(r["wall_s"] for r in by_seed.values()))]
+            for precision, by_seed in found.items()]  # fmt: skip
+    return md_table(head, rows)
 
 
 def speed_table(found: dict[str, dict[int, dict]], decision: dict) -> str:
     """Wall time per seed in both precisions and their ratio, and the same over all seeds."""
     head = ["seed", "float32", "bf16-mixed", "float32 / bf16-mixed"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     sp = decision["speedup"]
-    for seed, ratio in sp["per_seed"].items():
-        walls = [duration(found[p][seed]["wall_s"]) for p in PRECISIONS]
-        lines.append(f"| {seed} | {walls[0]} | {walls[1]} | {ratio:.2f}x |")
+    rows = [[str(seed), *(duration(found[p][seed]["wall_s"]) for p in PRECISIONS), f"{ratio:.2f}x"]
+            for seed, ratio in sp["per_seed"].items()]  # fmt: skip
     totals = [duration(sum(r["wall_s"] for r in found[p].values())) for p in PRECISIONS]
-    lines.append(f"| all | {totals[0]} | {totals[1]} | {sp['total']:.2f}x |")
-    return "\n".join(lines) + "\n"
+    rows.append(["all", *totals, f"{sp['total']:.2f}x"])
+    return md_table(head, rows)
 
 
 def host_native(found: dict[str, dict[int, dict]]) -> bool:

@@ -80,8 +80,9 @@ def _ssim(
     lead, (c, h, w) = pred.shape[:-3], pred.shape[-3:]
     x, y = pred.reshape(-1, h, w), target.reshape(-1, h, w)
     # The separable window as two banded matrices, (H-win+1, H) and (W-win+1, W): filtering is
-    # then two matmuls, 2.5x faster on a CPU than the depthwise convolution (the same sums of
-    # the same products), and valid-region cropping comes free from the bands' shapes.
+    # then two matmuls (the same sums of the same products): on a CPU the filtering ran 2.6x and
+    # SSIM as a whole 1.9x faster than with a depthwise convolution, and valid-region cropping
+    # comes free from the bands' shapes.
     rows, cols = _band(k1d, h), _band(k1d, w)
     n = max(1, _SLICE_PIXELS // (h * w))
     out = []

@@ -347,9 +347,10 @@ class SVG(nn.Module):
     def _nhwc_on_cpu(self, x: torch.Tensor):
         """Generation on a CPU in float32 with the convolution weights stored NHWC, and back to
         NCHW after: oneDNN then skips reordering every output to NCHW, and best-of-N sampling ran
-        1.15x (paper SM-MNIST net) and 1.41x (BAIR's VGG net) faster, while training runs faster
-        NCHW (docs/performance.md). The same function, up to float rounding. Weights already
-        NHWC (``fast_paths``) and compiled networks are left as they are."""
+        1.06-1.15x (paper SM-MNIST net) and 1.25-1.41x (BAIR's VGG net) faster across runs,
+        while training runs faster NCHW (docs/performance.md, "CPU generation"). The same
+        function, up to float rounding. Weights already NHWC (``fast_paths``) and compiled
+        networks are left as they are."""
         nets = (self.encoder, self.decoder)
         switch = (
             x.device.type == "cpu"

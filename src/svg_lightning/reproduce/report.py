@@ -94,6 +94,12 @@ def fmt(score: dict, metric: str) -> str:
     return f"{score['mean']:.{d}f} ± {ci}"
 
 
+def md_table(head: list[str], rows: list[list[str]]) -> str:
+    """A markdown table: the header, its rule, one line per row of cells."""
+    line = lambda cells: "| " + " | ".join(cells) + " |"
+    return "\n".join([line(head), "|" + "---|" * len(head), *map(line, rows)]) + "\n"
+
+
 def markdown_table(table: dict) -> str:
     """The models' best-of-N scores across seeds, next to the two baselines."""
     pr, windows = table["protocol"], table["windows"]
@@ -101,7 +107,7 @@ def markdown_table(table: dict) -> str:
     head += [f"SSIM, frames {a}-{b}" for a, b in windows.values()]
     head += [f"PSNR, frames {a}-{b}" for a, b in windows.values()]
     head += ["SSIM per seed", "PSNR per seed"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
     for entry in table["models"].values():
         n = entry["num_samples"]
         name = f"{entry['label']}, best of {n}" if n > 1 else f"{entry['label']} (one prediction)"
@@ -111,19 +117,18 @@ def markdown_table(table: dict) -> str:
         for score in SCORES:
             d = DIGITS[score.split("_")[0]]
             cells.append(", ".join(f"{v:.{d}f}" for v in entry[score]["per_seed"]))
-        lines.append("| " + " | ".join(cells) + " |")
+        rows.append(cells)
     for key, name in BASELINE_LABELS.items():
         b = table["baselines"][key]
         empty = [""] * (len(head) - 3)
-        lines.append("| " + " | ".join([name, fmt(b["ssim"], "ssim"), fmt(b["psnr"], "psnr"),
-                                         *empty]) + " |")  # fmt: skip
+        rows.append([name, fmt(b["ssim"], "ssim"), fmt(b["psnr"], "psnr"), *empty])
     caption = (
         f"{pr['dataset']}, {pr['num_videos']} test videos, {pr['n_past']} -> {pr['n_future']} "
         f"frames (trained on {pr['n_past']} -> {pr['trained_n_future']}). Models: mean ± 95% CI "
         f"across seeds (Student t); baselines: mean ± 95% CI over videos (the same videos for "
         f"every run). Frames are numbered from the first conditioning frame, as on the plots."
     )
-    return caption + "\n\n" + "\n".join(lines) + "\n"
+    return caption + "\n\n" + md_table(head, rows)
 
 
 def write_results(out: Path, found: dict, command: str, strip_videos: int, wall_s: float) -> dict:
