@@ -11,17 +11,21 @@ script leaves them; each sample is scored as it comes. Both keep, per video, the
 the best mean PSNR. Every sample costs the same on both sides, so each side times as many samples
 as fill its calls and the rates are compared. FLOPs are counted on one sample index of each side
 (torch.utils.flop_counter) and set against the machine's attainable rate (bench_model).
+``--onednn N`` times N more calls of ours with oneDNN's own timer: the rate its convolution
+primitives reach inside the pipeline, which bounds what the whole call can reach.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import statistics
 import time
 
 import torch
 
-from benchmarks.bench_model import flops, peak_rate
+from benchmarks.bench_model import flop_counts, flops, settled_peak_rate
+from benchmarks.profile_step import onednn_times
 from benchmarks.reference_loop import reference_generate
 from svg_lightning.devices import AUTO_SAMPLE_CHUNK
 from svg_lightning.metrics.frame import psnr, ssim
@@ -101,6 +105,46 @@ def measure(
           f"{', '.join(f'{x:.2f}x' for x in ratios)} (per round)")  # fmt: skip
 
 
+_CONV_KINDS = ("convolution", "deconvolution")
+
+
+def convolution_bound(run, peak: float, reps: int) -> dict[str, float]:
+    """Medians over ``reps`` calls of ``run`` timed by oneDNN (after one warm-up): wall and
+    convolution-primitive milliseconds, the rate of those primitives on the call's oneDNN
+    convolution FLOPs (``aten.convolution``; the decoder's im2col image layer and the matmul
+    code layers are not oneDNN convolutions) and, as fractions of ``peak``, that rate and the
+    whole call's rate were everything but the convolution primitives free."""
+    counts = flop_counts(run)
+    conv, total = counts.get("aten.convolution", 0), sum(counts.values())
+    walls, convs = [], []
+    for _ in range(reps):
+        wall, times = onednn_times(run)
+        walls.append(wall * 1e3)
+        convs.append(sum(sum(ms) for (kind, _), ms in times.items() if kind in _CONV_KINDS))
+    wall_ms, conv_ms = statistics.median(walls), statistics.median(convs)
+    rate = conv / conv_ms * 1e3
+    return {
+        "wall_ms": wall_ms,
+        "conv_ms": conv_ms,
+        "conv_gflop_per_s": rate / 1e9,
+        "conv_share": rate / peak,
+        "bound_share": total / conv_ms * 1e3 / peak,
+    }
+
+
+def report_bound(model: SVG, b: int, f: int, rows: int, peak: float, reps: int) -> None:
+    x = torch.rand(b, 5 + f, 1, 64, 64)
+    s = max(1, rows // b)
+    peak = max(peak, settled_peak_rate())  # again, next to the timed calls; the higher counts
+    r = convolution_bound(lambda: ours(model, x[:, :5], x[:, 5:], s, None), peak, reps)
+    print(
+        f"{b} videos, ours timed by oneDNN, medians of {reps} calls: {r['wall_ms']:.0f} ms, of "
+        f"which {r['conv_ms']:.0f} ms in convolution primitives at {r['conv_gflop_per_s']:.1f} "
+        f"GFLOP/s, {r['conv_share']:.0%} of the attainable rate ({peak / 1e9:.1f} GFLOP/s, "
+        f"measured again); with all else free the call would reach {r['bound_share']:.0%}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--videos", type=int, nargs="+", default=[8, 100])
@@ -113,13 +157,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per side")
     parser.add_argument("--min-seconds", type=float, default=8.0,
                         help="each side's time per round, at least")  # fmt: skip
+    parser.add_argument("--onednn", type=int, default=0, metavar="CALLS",
+                        help="time CALLS more calls of ours by oneDNN, per batch size")  # fmt: skip
     args = parser.parse_args()
     torch.manual_seed(0)
     model = SVG(SVGConfig()).eval()  # the paper's SM-MNIST SVG-LP network
     script = copy.deepcopy(model)  # its BatchNorm statistics move in train mode: its own copy
     script.encoder.train()
     script.decoder.train()
-    peak = peak_rate()
+    peak = settled_peak_rate()
     print(f"threads: {torch.get_num_threads()}, attainable float32 rate: {peak / 1e9:.1f} GFLOP/s")
     for b in args.videos:
         measure(
@@ -133,6 +179,8 @@ def main() -> None:
             args.rounds,
             args.min_seconds,
         )
+        if args.onednn:
+            report_bound(model, b, args.n_future, args.rows, peak, args.onednn)
 
 
 if __name__ == "__main__":

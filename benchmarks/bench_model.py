@@ -84,6 +84,14 @@ def peak_rate() -> float:
     return max(matmul_rate(), conv_rate())
 
 
+def settled_peak_rate(samples: int = 3) -> float:
+    """The median of ``samples`` measurements of ``peak_rate`` after a discarded one: the first
+    read 20-25% low on a cold core (144-150 against 186-193 GFLOP/s after it, AVX2 host), which
+    inflated every fraction of the attainable rate set against it."""
+    peak_rate()
+    return statistics.median(peak_rate() for _ in range(samples))
+
+
 def interleaved(fns: dict, reps: int) -> dict[str, list[float]]:
     """Seconds of each function per rep, called in turn rep after rep (after one warm-up each)."""
     for fn in fns.values():
