@@ -34,7 +34,7 @@ test-fast: dev  ## skip subprocess, multi-process and training tests
 
 bench: dev  ## throughput figures, each with its baseline and ratio (docs/performance.md)
 	$(BIN)/python -m benchmarks.bench_model
-	$(BIN)/python -m benchmarks.bench_eval
+	$(BIN)/python -m benchmarks.bench_eval --onednn 3
 	$(BIN)/python -m benchmarks.bench_data
 
 gpu-check:  ## on a GPU machine, < 8 min: training/eval throughput, peak memory -> gpu_check.json (.venv's python if there is one, else python3 with PyTorch; no install needed)
