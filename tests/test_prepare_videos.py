@@ -2,6 +2,7 @@
 DataModule over it, and the documented commands end to end."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -110,6 +111,41 @@ def test_rerun_reuses_finished_and_redoes_damaged_videos(src, tmp_path):
     grey = prepare_videos(src, out, size=32, channels=1, split=SPLIT)  # other settings: redone
     assert grey.reused == 0 and "channels=3" in grey.replaced[0][1]
     assert np.load(damaged).shape == (16, 32, 32)
+
+
+@pytest.mark.parametrize("older", [False, True], ids=["edited", "copied with an older time"])
+def test_a_source_replaced_under_its_name_is_converted_again(src, tmp_path, older):
+    """A rerun converts a video again once its source was replaced, whether the new file is newer
+    (an edit) or older (``cp -p`` or ``rsync -a`` of another take) than the one converted."""
+    out = tmp_path / "out"
+    prepare_videos(src, out, size=32, split=SPLIT)
+    converted = out / output_name("a.mp4")
+    before = (src / "a.mp4").stat().st_mtime_ns
+    write_mp4(src / "a.mp4", bouncing_square(20, 32, seed=123))
+    if older:
+        os.utime(src / "a.mp4", ns=(before - 86400 * 10**9, before - 86400 * 10**9))
+    again = prepare_videos(src, out, size=32, split=SPLIT)
+    assert again.reused == len(GOOD)  # all but a.mp4, plus array.npy
+    assert [item for item, _ in again.replaced] == [str(converted)]
+    assert "another version of" in again.replaced[0][1]
+    assert np.load(converted).shape == (20, 32, 32, 3)
+    index = json.loads((out / "index.json").read_text())
+    assert {v["name"]: v["frames"] for v in index["videos"]}["a.mp4"] == 20
+    assert prepare_videos(src, out, size=32, split=SPLIT).reused == len(GOOD) + 1
+
+
+def test_a_stamp_rounded_by_a_coarse_disk_clock_still_counts(src, tmp_path):
+    """On FAT or ext3 the output stores its source's time rounded to whole seconds: reused; a
+    time off by a nanosecond that is not so rounded is another version: converted again."""
+    out = tmp_path / "out"
+    prepare_videos(src, out, size=32, split=SPLIT)
+    source = (src / "a.mp4").stat().st_mtime_ns
+    converted = out / output_name("a.mp4")
+    rounded = (source // 10**9 + 1) * 10**9
+    os.utime(converted, ns=(rounded, rounded))
+    assert prepare_videos(src, out, size=32, split=SPLIT).replaced == []
+    os.utime(converted, ns=(source + 1, source + 1) if source % 10**9 else (source - 1,) * 2)
+    assert len(prepare_videos(src, out, size=32, split=SPLIT).replaced) == 1
 
 
 def test_refusals(src, tmp_path):

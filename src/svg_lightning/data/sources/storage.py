@@ -86,9 +86,9 @@ def npy_rows(path: Path, tail: tuple[int, ...]) -> int:
 @dataclass
 class PrepareSummary:
     """What a preparation run did; ``skipped`` holds (item, reason) for every input left out,
-    ``replaced`` (file, reason) for every output of an earlier run that was not valid and was
-    converted again, ``not_found`` (item, where it is listed) for every input that a list in the
-    sources names but no archive holds."""
+    ``replaced`` (file, reason) for every output of an earlier run that was not valid or not
+    converted from the source as it is now, and was converted again, ``not_found`` (item, where
+    it is listed) for every input that a list in the sources names but no archive holds."""
 
     dataset: str
     out: Path
@@ -111,7 +111,10 @@ class PrepareSummary:
             out.append(f"listed, not found: {len(self.not_found)}")
             out += [f"  {item}: listed in {where}" for item, where in self.not_found]
         if self.replaced:
-            out.append(f"replaced: {len(self.replaced)} invalid output files of an earlier run")
+            out.append(
+                f"replaced: {len(self.replaced)} invalid or out-of-date output files of an "
+                "earlier run"
+            )
             out += [f"  {item}: {why}" for item, why in self.replaced]
         if self.removed_temporaries:
             out.append(
@@ -120,18 +123,44 @@ class PrepareSummary:
         return out
 
 
-def reusable_rows(path: Path, tail: tuple[int, ...], summary: PrepareSummary) -> int | None:
-    """Rows of the earlier run's output at ``path`` if it is valid (see ``npy_rows``); None if
-    there is none or it is not valid, in which case it is deleted (so that nothing damaged stays
-    on disk even if its input now fails) and reported in ``summary.replaced``."""
+def stamp_source(path: Path, source: Path) -> None:
+    """Give the output ``path`` the modification time of the ``source`` it was converted from: a
+    rerun then tells a source replaced or edited under the same name from the one converted
+    (``reusable_rows``), with no record beside the output that a crash could lose."""
+    st = source.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def reusable_rows(
+    path: Path, tail: tuple[int, ...], summary: PrepareSummary, source: Path | None = None
+) -> int | None:
+    """Rows of the earlier run's output at ``path`` if it is valid (see ``npy_rows``) and, given
+    ``source``, still carries its modification time (``stamp_source``); None if there is none
+    or it is not valid or out of date, in which case it is deleted (so that nothing damaged or
+    stale stays on disk even if its input now fails) and reported in ``summary.replaced``."""
     if not path.exists():
         return None
     try:
-        return npy_rows(path, tail)
+        rows = npy_rows(path, tail)
     except InvalidOutput as err:
         path.unlink()
         summary.replaced.append((str(path), f"{err}; converted again"))
         return None
+    if source is not None and not _carries_mtime(path, source):
+        path.unlink()
+        summary.replaced.append((str(path), (
+            f"was converted from another version of {source} (modified or replaced since), or "
+            "before outputs carried their source's modification time; converted again"
+        )))  # fmt: skip
+        return None
+    return rows
+
+
+def _carries_mtime(path: Path, source: Path) -> bool:
+    stored, now = path.stat().st_mtime_ns, source.stat().st_mtime_ns
+    # A disk with a coarse clock (FAT: 2 s; ext3 and some network file systems: 1 s) stores the
+    # stamp rounded to whole seconds.
+    return stored == now or stored % 10**9 == 0 and abs(stored - now) < 2 * 10**9
 
 
 def _describe(err: OSError) -> str:

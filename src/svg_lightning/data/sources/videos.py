@@ -44,6 +44,7 @@ from svg_lightning.data.sources.storage import (
     reusable_rows,
     save_npy,
     shrink,
+    stamp_source,
 )
 from svg_lightning.errors import ConfigError, DataSourceError, InputError
 from svg_lightning.files import write_json
@@ -279,7 +280,7 @@ def prepare_videos(
                     continue
                 file = output_name(item.relative)
                 path = out / file
-                frames = reusable_rows(path, tail, summary)
+                frames = reusable_rows(path, tail, summary, source=item.path)
                 try:
                     if frames is not None:
                         info = _probe(item.path)
@@ -289,6 +290,7 @@ def prepare_videos(
                         frames = len(video)
                         if frames >= min_frames:
                             save_npy(path, video)
+                            stamp_source(path, item.path)
                 except (*BAD_INPUT, InputError, UnicodeDecodeError) as err:
                     summary.skipped.append((item.relative, reason(err)))
                     advance(0)
