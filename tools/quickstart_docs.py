@@ -88,11 +88,11 @@ def predictor_table(result: dict) -> str:
         "copy_last": "copy the last conditioning frame",
         "black": "all-black frame",
     }
-    lines = ["| predictor | SSIM | PSNR (dB) |", "|---|---|---|"]
-    for k, label in rows.items():
-        ssim, psnr = fmt(sm[f"ssim_{k}"], "ssim"), fmt(sm[f"psnr_{k}"], "psnr")
-        lines.append(f"| {label} | {ssim} | {psnr} |")
-    return "\n".join(lines) + "\n"
+    cells = [
+        [label, fmt(sm[f"ssim_{k}"], "ssim"), fmt(sm[f"psnr_{k}"], "psnr")]
+        for k, label in rows.items()
+    ]
+    return md_table(["predictor", "SSIM", "PSNR (dB)"], cells)
 
 
 def protocol_text(result: dict) -> str:
@@ -189,11 +189,11 @@ def analysis_block(analyses: dict, default: dict) -> str:
         "prior sigma, point-biserial r": ("sigma", "point_biserial"),
         "KL, AUROC": ("kl", "auroc"),
     }
-    table = ["| score | " + " | ".join(map(label, lags)) + " |", "|---|" + "---|" * len(lags)]
+    cells = []
     for name, (score, key) in rows.items():
-        cells = [f"{stats[score]['any'][lag][key]:.3f}" for lag in lags]
-        cells = [f"**{c}**" if lag == best else c for c, lag in zip(cells, lags)]
-        table.append(f"| {name} | " + " | ".join(cells) + " |")
+        values = [f"{stats[score]['any'][lag][key]:.3f}" for lag in lags]
+        cells.append([name, *(f"**{v}**" if lag == best else v for v, lag in zip(values, lags))])
+    table = md_table(["score", *map(label, lags)], cells)
     p = prior["doc"]["protocol"]
     at_zero = stats["sigma"]["any"]["0"]
     where = "exactly at" if best == "0" else f"at {label(best)}, not at"
@@ -218,7 +218,7 @@ def analysis_block(analyses: dict, default: dict) -> str:
         "this size differ by."
     )
     return "\n".join([
-        fill(intro, WIDTH), "", *table, "", fill(reading, WIDTH), "",
+        fill(intro, WIDTH), "", table, fill(reading, WIDTH), "",
         f"![learned prior sigma](docs/figures/{ANALYSIS_FIGURES['prior', 'prior_sigma.png']})",
         "", fill(motion, WIDTH), "",
         "![displacement histograms](docs/figures/"
