@@ -110,39 +110,27 @@ def analyze_trajectories(cfg: DictConfig) -> dict:
     check_analysis_memory(cfg, model.hparams, model.device)
     n_past = int(model.hparams.n_past) if cfg.n_past is None else cfg.n_past
     n_future = int(model.hparams.n_future) if cfg.n_future is None else cfg.n_future
-    size = int(train_cfg.data.image_size)
     digits = common.test_digits(cfg, train_cfg)
     rng = np.random.default_rng(cfg.seed)
     traj = pick_trajectory(rng, n_past, n_future)
-    frames = common.render_synchronised(rng, traj, digits, cfg.num_videos, size)
+    frames = common.render_synchronised(
+        rng, traj, digits, cfg.num_videos, int(train_cfg.data.image_size)
+    )
     start = traj.positions[0, 0]
     gt = track(frames, frames[:, 0], start).numpy()  # (N, T, 2)
     tracker_exact = float((gt == traj.positions[None, :, 0]).all(-1).mean())
 
     torch.manual_seed(cfg.seed)
-    cond = frames[:, :n_past, None].to(model.device)
-    bar = lambda chunks, count: progress(chunks, "sampling futures", count)
-    drawn = model.sample(cond, n_future, cfg.num_samples, cfg.batch_size, wrap=bar).frames
-    n, s = drawn.shape[:2]
-    drawn = drawn.clamp(0, 1)[:, :, :, 0].flatten(0, 1).cpu()  # (N*S, F, H, W)
-    first = frames[:, 0].repeat_interleave(s, 0)
-    pos = track(drawn, first, start).numpy()
-    last = traj.positions[n_past - 1, 0]
-    model_d = np.diff(np.concatenate([np.broadcast_to(last, (n * s, 1, 2)), pos], 1), axis=1)
-    vel = traj.velocities[n_past - 1, 0]
+    model_d = _sampled_displacements(model, frames, traj, n_past, n_future, cfg)
+    last, vel = traj.positions[n_past - 1, 0], traj.velocities[n_past - 1, 0]
     true_d = true_displacements(rng, last, vel, n_future, cfg.num_true)
-    floor_d = true_displacements(rng, last, vel, n_future, n * s)
-
-    per_step = {
-        "w1": [w1(model_d[:, j], true_d[:, j]) for j in range(n_future)],
-        "w1_floor": [w1(floor_d[:, j], true_d[:, j]) for j in range(n_future)],
-        "tv": [total_variation(model_d[:, j], true_d[:, j]) for j in range(n_future)],
-        "tv_floor": [total_variation(floor_d[:, j], true_d[:, j]) for j in range(n_future)],
-    }
+    floor_d = true_displacements(rng, last, vel, n_future, len(model_d))
+    per_step = _distances(model_d, true_d, floor_d)
     summary = {k: float(np.mean(v)) for k, v in per_step.items()}
     predicted = np.arange(n_past + 1, n_past + n_future + 1)  # frame numbers, from 1
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    n, s = len(frames), len(model_d) // len(frames)
     doc = {
         "protocol": {
             **common.protocol(cfg, loaded, digits),
@@ -151,16 +139,7 @@ def analyze_trajectories(cfg: DictConfig) -> dict:
             "num_videos": n,
             "num_samples": s,
             "num_true": cfg.num_true,
-            "units": "64-grid pixels; displacement into frame j = position(j) - position(j-1)",
-            "frame_numbers": (
-                "frames are numbered from 1 (frame 1 is the first conditioning frame): "
-                "predicted_frame and collision_frames hold frame numbers; entry i of the "
-                "per_step lists and of the displacement counts is frame predicted_frame[i]; "
-                "entry i of positions is frame i + 1"
-            ),
-            "w1": "scipy wasserstein_distance on dx and on dy, averaged",
-            "tv": "total variation between the joint (dx, dy) histograms",
-            "floor": "the same distance between two independent true samples, the model's size",
+            **PROTOCOL_NOTES,
         },
         "trajectory": {
             "positions": traj.positions[:, 0],
@@ -173,18 +152,14 @@ def analyze_trajectories(cfg: DictConfig) -> dict:
         "model_displacement_counts": [_counts(model_d[:, j]) for j in range(n_future)],
         "true_displacement_counts": [_counts(true_d[:, j]) for j in range(n_future)],
     }
+    collisions = traj.collisions[:, 0]
     paths = {
         "statistics": write_json(out / "trajectories.json", doc),
         "histograms": plot_histograms(
-            out / "trajectories_hist.png",
-            model_d,
-            true_d,
-            n_past,
-            traj.collisions[:, 0],
-            cfg.plot_steps,
-        ),  # fmt: skip
+            out / "trajectories_hist.png", model_d, true_d, n_past, collisions, cfg.plot_steps
+        ),
         "distance_plot": plot_distance(
-            out / "trajectories_distance.png", predicted, per_step, traj.collisions[:, 0]
+            out / "trajectories_distance.png", predicted, per_step, collisions
         ),
     }
     common.log_results(
@@ -192,8 +167,7 @@ def analyze_trajectories(cfg: DictConfig) -> dict:
         {"trajectories_hist": paths["histograms"], "trajectories_distance": paths["distance_plot"]},
     )  # fmt: skip
     rows = [
-        [f"{f}{' (after wall)' if traj.collisions[f - 2, 0] else ''}"]
-        + [per_step[k][j] for k in per_step]
+        [f"{f}{' (after wall)' if collisions[f - 2] else ''}"] + [v[j] for v in per_step.values()]
         for j, f in enumerate(predicted)
     ]
     rows.append(["mean", *summary.values()])
@@ -205,6 +179,45 @@ def analyze_trajectories(cfg: DictConfig) -> dict:
         {"checkpoint": cfg.ckpt_path, **paths},
     )
     return paths
+
+
+PROTOCOL_NOTES = {
+    "units": "64-grid pixels; displacement into frame j = position(j) - position(j-1)",
+    "frame_numbers": (
+        "frames are numbered from 1 (frame 1 is the first conditioning frame): "
+        "predicted_frame and collision_frames hold frame numbers; entry i of the "
+        "per_step lists and of the displacement counts is frame predicted_frame[i]; "
+        "entry i of positions is frame i + 1"
+    ),
+    "w1": "scipy wasserstein_distance on dx and on dy, averaged",
+    "tv": "total variation between the joint (dx, dy) histograms",
+    "floor": "the same distance between two independent true samples, the model's size",
+}
+
+
+def _sampled_displacements(model, frames, traj, n_past: int, n_future: int, cfg) -> np.ndarray:
+    """(N * S, n_future, 2): the tracked digit's step in each predicted frame of every sample,
+    the first from its last conditioning position."""
+    cond = frames[:, :n_past, None].to(model.device)
+    bar = lambda chunks, count: progress(chunks, "sampling futures", count)
+    drawn = model.sample(cond, n_future, cfg.num_samples, cfg.batch_size, wrap=bar).frames
+    s = drawn.shape[1]
+    drawn = drawn.clamp(0, 1)[:, :, :, 0].flatten(0, 1).cpu()  # (N*S, F, H, W)
+    pos = track(drawn, frames[:, 0].repeat_interleave(s, 0), traj.positions[0, 0]).numpy()
+    last = np.broadcast_to(traj.positions[n_past - 1, 0], (len(pos), 1, 2))
+    return np.diff(np.concatenate([last, pos], 1), axis=1)
+
+
+def _distances(model_d, true_d, floor_d) -> dict[str, list[float]]:
+    """Per predicted frame: the model's displacements against the true ones, and the floor (two
+    true samples, the model's size, against each other)."""
+    steps = range(model_d.shape[1])
+    return {
+        "w1": [w1(model_d[:, j], true_d[:, j]) for j in steps],
+        "w1_floor": [w1(floor_d[:, j], true_d[:, j]) for j in steps],
+        "tv": [total_variation(model_d[:, j], true_d[:, j]) for j in steps],
+        "tv_floor": [total_variation(floor_d[:, j], true_d[:, j]) for j in steps],
+    }
 
 
 def _counts(d: np.ndarray) -> dict:
