@@ -408,7 +408,7 @@ def test_invalid_reused_outputs_are_converted_again(kth_src, tmp_path):
     assert "float32" in why["person25_walking_d3"]
     assert "(9, 32, 32)" in why["person01_handwaving_d1"]
     assert (summary.reused, summary.skipped) == (1, [])
-    assert "replaced: 5 invalid output files of an earlier run" in summary.lines()
+    assert "replaced: 5 invalid or out-of-date output files of an earlier run" in summary.lines()
     for name, array in first.items():
         np.testing.assert_array_equal(np.load(videos / f"{name}.npy"), array)
 

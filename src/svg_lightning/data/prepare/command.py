@@ -13,7 +13,7 @@ from svg_lightning.data.sources.videos import DEFAULT_SPLIT, MIN_FRAMES
 from svg_lightning.runner import returning_code
 
 
-def prepare_main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m svg_lightning.data.prepare",
         description="Convert the official KTH or BAIR archives, or your own videos, into the "
@@ -83,7 +83,11 @@ def prepare_main(argv: list[str] | None = None) -> int:
         default=None,
         help="lines 'relative/path split' (split: train, val or test)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def prepare_main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     options = {"size": args.size, "resize": args.resize} if args.dataset == "kth" else {}
     if args.dataset == "videos":
         options = {"size": args.size, "channels": args.channels, "every": args.every,

@@ -234,6 +234,36 @@ def _empty_splits(src, counts: dict[str, int], skipped: int, rule: str) -> str |
     )
 
 
+def _check_options(size, channels, every, min_frames, split, split_file) -> None:
+    if size not in (32, 64, 128):
+        raise ConfigError(f"--size {size}: allowed 32, 64, 128 (the networks' frame sizes)")
+    if channels not in (1, 3):
+        raise ConfigError(f"--channels {channels}: allowed 1 (grey) or 3 (RGB)")
+    if every < 1 or min_frames < 1:
+        raise ConfigError("--every and --min-frames must be >= 1")
+    if split is not None and split_file is not None:
+        raise ConfigError("give --split or --split-file, not both")
+
+
+def _output(
+    item: Input, path: Path, size: int, channels: int, every: int, min_frames: int, summary
+) -> tuple[int, dict]:
+    """The frame count of ``item``'s array at ``path`` and its original's size, rate and length:
+    the earlier run's array where it is still valid and up to date, else converted now (and
+    written only if it holds at least ``min_frames``)."""
+    tail = (size, size) if channels == 1 else (size, size, 3)
+    frames = reusable_rows(path, tail, summary, source=item.path)
+    if frames is not None:
+        info = _probe(item.path)
+        summary.reused += 1
+        return frames, info
+    video, info = _convert(item, size, channels, every)
+    if len(video) >= min_frames:
+        save_npy(path, video)
+        stamp_source(path, item.path)
+    return len(video), info
+
+
 def prepare_videos(
     src: str | Path,
     out: str | Path,
@@ -247,14 +277,7 @@ def prepare_videos(
     """Convert the videos ``src`` names into ``out`` (``data.data_dir`` of ``data=videos``) and
     write ``index.json`` last, so its presence means the run finished. DataSourceError (and no
     index.json) if no video lands in the train or the test split."""
-    if size not in (32, 64, 128):
-        raise ConfigError(f"--size {size}: allowed 32, 64, 128 (the networks' frame sizes)")
-    if channels not in (1, 3):
-        raise ConfigError(f"--channels {channels}: allowed 1 (grey) or 3 (RGB)")
-    if every < 1 or min_frames < 1:
-        raise ConfigError("--every and --min-frames must be >= 1")
-    if split is not None and split_file is not None:
-        raise ConfigError("give --split or --split-file, not both")
+    _check_options(size, channels, every, min_frames, split, split_file)
     out = Path(out)
     inputs = find_inputs(src, out)
     summary = PrepareSummary("videos", out)
@@ -271,7 +294,6 @@ def prepare_videos(
     with output_folder(out, ["videos"]) as removed:
         summary.removed_temporaries = removed
         claim_settings(out, SETTINGS_RECORD, settings, {}, summary)
-        tail = (size, size) if channels == 1 else (size, size, 3)
         with progress_bar(f"videos {size}x{size}", len(inputs)) as advance:
             for item in inputs:
                 if listed is not None and item.relative not in listed:
@@ -280,17 +302,8 @@ def prepare_videos(
                     continue
                 file = output_name(item.relative)
                 path = out / file
-                frames = reusable_rows(path, tail, summary, source=item.path)
                 try:
-                    if frames is not None:
-                        info = _probe(item.path)
-                        summary.reused += 1
-                    else:
-                        video, info = _convert(item, size, channels, every)
-                        frames = len(video)
-                        if frames >= min_frames:
-                            save_npy(path, video)
-                            stamp_source(path, item.path)
+                    frames, info = _output(item, path, size, channels, every, min_frames, summary)
                 except (*BAD_INPUT, InputError, UnicodeDecodeError) as err:
                     summary.skipped.append((item.relative, reason(err)))
                     advance(0)
