@@ -4,6 +4,7 @@ disk or read-only place is one line naming the path."""
 
 import errno
 import importlib
+import signal
 import sys
 from pathlib import Path
 
@@ -90,6 +91,30 @@ def test_sigterm_during_evaluation_is_not_success(tmp_path, trained_run, monkeyp
     with pytest.raises(PreemptedError, match="stopped by SIGTERM during the evaluation") as err:
         evaluate(cfg)
     assert err.value.exit_code == 143
+    assert not (Path(cfg.paths.output_dir) / "metrics.json").exists()
+
+
+def test_ctrl_c_during_evaluation_exits_130_and_leaves_sigint_working(
+    tmp_path, trained_run, monkeypatch, capsys
+):
+    """Lightning's own Ctrl-C handling runs (teardown, then sys.exit(1), a crash's code): the
+    command says it was stopped and exits 130, no metrics are written, and SIGINT's handler is
+    the one from before (Lightning ignores SIGINT while it shuts down)."""
+
+    def ctrl_c(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluate_mod.SVGModule, "score", ctrl_c)
+    cfg = compose_cfg(tmp_path, f"ckpt_path={trained_run / 'checkpoints' / 'last.ckpt'}", *EVAL,
+                      config_name="eval")  # fmt: skip
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(SystemExit) as stop:
+        runner.guarded(evaluate, cfg, hydra_logging=False)
+    assert stop.value.code == 130
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "stopped by Ctrl-C (SIGINT) during the evaluation of" in line
+    assert "no results were written; rerun the same command" in line
+    assert signal.getsignal(signal.SIGINT) is before is not signal.SIG_IGN
     assert not (Path(cfg.paths.output_dir) / "metrics.json").exists()
 
 

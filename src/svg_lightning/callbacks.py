@@ -280,15 +280,27 @@ def stopped(trainer: pl.Trainer, last: Path) -> PreemptedError:
 
 
 @contextmanager
-def stopped_by_sigterm(what: str, fix: str = "rerun the same command") -> Iterator[None]:
-    """Around ``trainer.test``: Lightning stops its loops on SIGTERM by raising SIGTERMException,
-    a SystemExit without a code, which would end the command with exit 0 and no results, as if
-    it had finished. Raised instead: PreemptedError (exit 143) saying ``what`` was stopped."""
+def stopped_by_signal(what: str, fix: str = "rerun the same command") -> Iterator[None]:
+    """Around ``trainer.test``, where a stop is not success:
+
+    - SIGTERM: Lightning stops its loops by raising SIGTERMException, a SystemExit without a
+      code, which would end the command with exit 0 and no results, as if it had finished.
+    - Ctrl-C: Lightning catches the KeyboardInterrupt, tears down and calls ``sys.exit(1)``,
+      which reads as a crash.
+
+    Raised instead: PreemptedError (exit 143) or StoppedByUserError (exit 130), saying ``what``
+    was stopped and that no results were written."""
     try:
         yield
     except SIGTERMException:
         raise PreemptedError(
             f"stopped by SIGTERM during {what}: no results were written; {fix}"
+        ) from None
+    except SystemExit as stop:
+        if not isinstance(stop.__context__, KeyboardInterrupt):
+            raise
+        raise StoppedByUserError(
+            f"stopped by Ctrl-C (SIGINT) during {what}: no results were written; {fix}"
         ) from None
 
 

@@ -44,7 +44,8 @@ class PreemptedError(SVGError):
 
 
 class StoppedByUserError(PreemptedError):
-    """Training stopped by Ctrl-C (SIGINT) after saving its last checkpoint."""
+    """Training stopped by Ctrl-C (SIGINT) after saving its last checkpoint, or an evaluation
+    stopped by it before writing anything."""
 
     exit_code = 130  # 128 + SIGINT, as the shell reports it
 

@@ -19,7 +19,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from svg_lightning import runs
-from svg_lightning.callbacks import stopped, stopped_by_sigterm, with_required_callbacks
+from svg_lightning.callbacks import stopped, stopped_by_signal, with_required_callbacks
 from svg_lightning.checkpoint import AtomicCheckpointIO, resume_from
 from svg_lightning.config import validate_config
 from svg_lightning.console import print_config, print_table
@@ -111,7 +111,7 @@ def score_held_out(cfg: DictConfig, trainer: pl.Trainer, model, datamodule, last
                         {"run": out, "checkpoint": last})  # fmt: skip
         return
     settings = replace(model.val_settings, num_samples=cfg.summary.num_samples)
-    with stopped_by_sigterm(
+    with stopped_by_signal(
         f"the held-out summary (training finished and saved {last})",
         f"score it with python -m svg_lightning.evaluate ckpt_path={last}",
     ):

@@ -14,7 +14,7 @@ from pytorch_lightning.callbacks import RichProgressBar
 from pytorch_lightning.utilities import rank_zero_only
 
 from svg_lightning import runs
-from svg_lightning.callbacks import stopped_by_sigterm
+from svg_lightning.callbacks import stopped_by_signal
 from svg_lightning.checkpoint import describe, model_from, read_checkpoint, stored_config
 from svg_lightning.config import (
     Checks,
@@ -255,7 +255,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict, dict[str, Path]]:
         out = claim_output(Path(cfg.paths.output_dir), held)
         loggers = eval_loggers(cfg, train_cfg, out, task, provenance)
         trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[RichProgressBar()])
-        with stopped_by_sigterm(f"the evaluation of {ckpt}"):
+        with stopped_by_signal(f"the evaluation of {ckpt}"):
             result = run_best_of_n(trainer, model, datamodule, settings, lpips_net, i3d_net)
         if not trainer.is_global_zero or result is None:
             return {}, {}
