@@ -48,6 +48,22 @@ def test_optuna_search_two_trials(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_failed_job_does_not_stop_the_multirun(tmp_path):
+    """A job that stops with an error (here a checkpoint that does not exist) is logged, the jobs
+    after it still run, and the multirun ends with exit code 1 naming the failed job."""
+    r = run_cli("svg_lightning", tmp_path, "-m", "ckpt_path=null,/nonexistent.ckpt,null", *QUICK)
+    assert r.returncode == 1, r.stderr[-3000:]
+    assert "job 1 of this multirun failed (exit code 2; its error is logged above)" in r.stderr
+    assert "checkpoint /nonexistent.ckpt does not exist" in r.stdout + r.stderr
+    sweep, done = jobs(tmp_path)
+    assert [j.name for j in done] == ["0", "2"]  # job 1 was refused before it wrote anything
+    for j in done:
+        assert (j / "checkpoints" / "last.ckpt").is_file()
+    rows = list(csv.DictReader((sweep / "sweep_summary.csv").open()))
+    assert sorted(row["job"] for row in rows) == ["0", "2"]
+
+
+@pytest.mark.slow
 def test_submitit_local_two_jobs(tmp_path):
     r = run_cli(
         "svg_lightning", tmp_path, "-m", "hydra/launcher=local", "model.beta=1e-3,1e-4", *QUICK

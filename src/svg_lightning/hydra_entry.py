@@ -12,6 +12,8 @@ from pathlib import Path
 import hydra
 from hydra._internal.utils import get_args_parser
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from svg_lightning import runs
@@ -72,6 +74,17 @@ def remove_refused_run_folder(cfg: DictConfig) -> None:
         parent.rmdir()
 
 
+class JobFailed(CompactHydraException):
+    """A job of a multirun that stopped with an error (logged, as a single run logs it): the
+    launcher records it as failed and goes on with the next job; the sweeper then ends the
+    multirun with this line and exit code 1."""
+
+    def __init__(self, num: int, code: int):
+        super().__init__(
+            f"job {num} of this multirun failed (exit code {code}; its error is logged above)"
+        )
+
+
 def hydra_command(config_name: str, command: Callable) -> Callable[[], object]:
     """The entry point that runs ``command(cfg)`` on the config ``conf/<config_name>.yaml``
     composes with the command line, once per job of a multirun."""
@@ -81,9 +94,14 @@ def hydra_command(config_name: str, command: Callable) -> Callable[[], object]:
         try:
             return guarded(command, cfg)
         except SystemExit as stop:
-            if stop.code not in (0, None):
-                remove_refused_run_folder(cfg)
-            raise
+            if stop.code in (0, None):
+                raise
+            remove_refused_run_folder(cfg)
+            if HydraConfig.get().mode != RunMode.MULTIRUN:
+                raise
+            # A SystemExit would end the whole multirun here; an exception is what Hydra's
+            # launchers record as this job's failure before they run the next job.
+            raise JobFailed(HydraConfig.get().job.num, stop.code) from None
 
     def checked_entry():
         args, _ = get_args_parser().parse_known_args(sys.argv[1:])
