@@ -53,7 +53,7 @@ def test_a_failed_job_does_not_stop_the_multirun(tmp_path):
     after it still run, and the multirun ends with exit code 1 naming the failed job."""
     r = run_cli("svg_lightning", tmp_path, "-m", "ckpt_path=null,/nonexistent.ckpt,null", *QUICK)
     assert r.returncode == 1, r.stderr[-3000:]
-    assert "job 1 of this multirun failed (exit code 2; its error is logged above)" in r.stderr
+    assert "job 1 of this multirun failed with exit code 2; its error is in the job's" in r.stderr
     assert "checkpoint /nonexistent.ckpt does not exist" in r.stdout + r.stderr
     sweep, done = jobs(tmp_path)
     assert [j.name for j in done] == ["0", "2"]  # job 1 was refused before it wrote anything

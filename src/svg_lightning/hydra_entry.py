@@ -77,12 +77,8 @@ def remove_refused_run_folder(cfg: DictConfig) -> None:
 class JobFailed(CompactHydraException):
     """A job of a multirun that stopped with an error (logged, as a single run logs it): the
     launcher records it as failed and goes on with the next job; the sweeper then ends the
-    multirun with this line and exit code 1."""
-
-    def __init__(self, num: int, code: int):
-        super().__init__(
-            f"job {num} of this multirun failed (exit code {code}; its error is logged above)"
-        )
+    multirun with this line and exit code 1. Its only argument is the message, so it pickles
+    (submitit sends a job's exception back to the sweep)."""
 
 
 def hydra_command(config_name: str, command: Callable) -> Callable[[], object]:
@@ -101,7 +97,11 @@ def hydra_command(config_name: str, command: Callable) -> Callable[[], object]:
                 raise
             # A SystemExit would end the whole multirun here; an exception is what Hydra's
             # launchers record as this job's failure before they run the next job.
-            raise JobFailed(HydraConfig.get().job.num, stop.code) from None
+            raise JobFailed(
+                f"job {HydraConfig.get().job.num} of this multirun failed with exit code "
+                f"{stop.code}; its error is in the job's log output (above, with the basic "
+                "launcher)"
+            ) from None
 
     def checked_entry():
         args, _ = get_args_parser().parse_known_args(sys.argv[1:])
