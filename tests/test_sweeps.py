@@ -1,14 +1,17 @@
-"""Sweeps: an Optuna search, a submitit-launched multirun, and the SLURM launcher config."""
+"""Sweeps: an Optuna search, a submitit-launched multirun, the SLURM launcher config, and which
+failures end a multirun."""
 
 import atexit
 import csv
 import json
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import RunMode
 from omegaconf import OmegaConf
@@ -16,7 +19,9 @@ from omegaconf import OmegaConf
 from svg_lightning import runs
 from svg_lightning import sweep as sweep_module
 from svg_lightning.config import config_dir
+from svg_lightning.errors import ConfigError, PreemptedError, StoppedByUserError
 from svg_lightning.files import write_json
+from svg_lightning.hydra_entry import hydra_command
 from tests.helpers import TINY, run_cli
 
 QUICK = [*TINY, "summary.enabled=false", "~callbacks.video_samples", "logger=wandb"]
@@ -45,6 +50,31 @@ def test_optuna_search_two_trials(tmp_path):
     assert {"model.beta", "model.lr"} <= set(rows[0])  # what the sampler drew for each trial
     assert sorted(row["job"] for row in rows) == ["0", "1"]
     assert all(row["status"] == "finished" for row in rows)
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "jobs_run"),
+    [(ConfigError, 1, [0, 1]), (PreemptedError, 143, [0]), (StoppedByUserError, 130, [0])],
+    ids=["error: the next job runs", "SIGTERM: all stop", "Ctrl-C: all stop"],
+)
+def test_which_failures_end_a_multirun(tmp_path, monkeypatch, error, code, jobs_run):
+    """A job's error is that job's failure (the launcher goes on, the multirun exits 1); SIGTERM
+    and Ctrl-C stop the whole multirun with their own exit codes."""
+    ran = []
+
+    def command(cfg):
+        ran.append(HydraConfig.get().job.num)
+        (out := Path(cfg.paths.output_dir)).mkdir(parents=True, exist_ok=True)
+        (out / "written.txt").write_text("the job wrote something before it stopped")
+        raise error("stopped")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SVG_ROOT", str(tmp_path))
+    monkeypatch.setattr(atexit, "register", lambda *_args: None)  # no sweep table at pytest's exit
+    monkeypatch.setattr(sys, "argv", ["svg", "-m", "model.beta=1e-3,1e-4", "logger=csv"])
+    with pytest.raises(SystemExit) as stop:
+        hydra_command("train", command)()
+    assert (stop.value.code, ran) == (code, jobs_run)
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from svg_lightning import runs
 from svg_lightning.compose import checked_config
 from svg_lightning.config import config_dir
-from svg_lightning.errors import SVGError
+from svg_lightning.errors import PreemptedError, StoppedByUserError, SVGError
 from svg_lightning.files import check_writable
 from svg_lightning.help import command_help
 from svg_lightning.runner import guarded
@@ -74,6 +74,9 @@ def remove_refused_run_folder(cfg: DictConfig) -> None:
         parent.rmdir()
 
 
+_SIGNAL_EXITS = (PreemptedError.exit_code, StoppedByUserError.exit_code)
+
+
 class JobFailed(CompactHydraException):
     """A job of a multirun that stopped with an error (logged, as a single run logs it): the
     launcher records it as failed and goes on with the next job; the sweeper then ends the
@@ -93,8 +96,8 @@ def hydra_command(config_name: str, command: Callable) -> Callable[[], object]:
             if stop.code in (0, None):
                 raise
             remove_refused_run_folder(cfg)
-            if HydraConfig.get().mode != RunMode.MULTIRUN:
-                raise
+            if HydraConfig.get().mode != RunMode.MULTIRUN or stop.code in _SIGNAL_EXITS:
+                raise  # SIGTERM and Ctrl-C stop the whole multirun
             # A SystemExit would end the whole multirun here; an exception is what Hydra's
             # launchers record as this job's failure before they run the next job.
             raise JobFailed(
