@@ -49,7 +49,7 @@ class SkipConv2d(_SkipInput, nn.Conv2d):
 _IMAGE_CHANNELS = 4  # at most: gray, RGB, RGBA
 
 
-def _cpu_kernel_choice(x: torch.Tensor, weight: torch.Tensor) -> bool:
+def cpu_kernel_choice(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether a layer may pick its own kernel for x: on the CPU, in the weight's dtype (float32
     or float64) without autocast. torch.compile and GPUs choose their own kernels."""
     return (
@@ -64,7 +64,7 @@ def _im2col_is_faster(x: torch.Tensor, weight: torch.Tensor, groups: int) -> boo
     """True for a CPU transposed convolution to an image's few channels (the decoder's output
     layer), where oneDNN's kernel runs 2-4x slower than ATen's im2col + matmul path (forward and
     backward of the 1- and 3-channel layers, measured in docs/performance.md)."""
-    return groups == 1 and weight.shape[1] <= _IMAGE_CHANNELS and _cpu_kernel_choice(x, weight)
+    return groups == 1 and weight.shape[1] <= _IMAGE_CHANNELS and cpu_kernel_choice(x, weight)
 
 
 def _is_a_matmul(conv: nn.modules.conv._ConvNd, x: torch.Tensor) -> bool:
@@ -78,7 +78,7 @@ def _is_a_matmul(conv: nn.modules.conv._ConvNd, x: torch.Tensor) -> bool:
         and conv.output_padding == (0, 0)
         and conv.dilation == (1, 1)
         and conv.groups == 1
-        and _cpu_kernel_choice(x, conv.weight)
+        and cpu_kernel_choice(x, conv.weight)
     )
 
 

@@ -16,7 +16,7 @@ from itertools import groupby
 import torch
 from torch import nn
 
-from svg_lightning.models.backbones import build_backbone
+from svg_lightning.models.backbones import build_backbone, cpu_kernel_choice
 from svg_lightning.models.batchnorm import SAMPLING_BN_STATS, TRAINING_BN_STATS, step_statistics
 from svg_lightning.models.config import SVGConfig
 from svg_lightning.models.losses import LossTerms, svg_loss
@@ -353,10 +353,8 @@ class SVG(nn.Module):
         networks are left as they are."""
         nets = (self.encoder, self.decoder)
         switch = (
-            x.device.type == "cpu"
-            and x.dtype == torch.float32
-            and not torch.is_autocast_enabled("cpu")
-            and not torch.compiler.is_compiling()
+            x.dtype == torch.float32
+            and cpu_kernel_choice(x, next(self.encoder.parameters()))
             and all(getattr(net, "_compiled_call_impl", None) is None for net in nets)
             and all(p.is_contiguous() for net in nets for p in net.parameters())
         )
