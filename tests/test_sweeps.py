@@ -58,15 +58,14 @@ def test_optuna_search_two_trials(tmp_path):
     ids=["error: the next job runs", "SIGTERM: all stop", "Ctrl-C: all stop"],
 )
 def test_which_failures_end_a_multirun(tmp_path, monkeypatch, error, code, jobs_run):
-    """A job's error is that job's failure (the launcher goes on, the multirun exits 1); SIGTERM
-    and Ctrl-C stop the whole multirun with their own exit codes."""
+    """A job's error is that job's failure (the launcher goes on, the multirun exits 1, the
+    refused job's folder stays with its log and a failed status); SIGTERM and Ctrl-C stop the
+    whole multirun with their own exit codes."""
     ran = []
 
-    def command(cfg):
+    def command(cfg):  # refused at once: it writes nothing into its run folder
         ran.append(HydraConfig.get().job.num)
-        (out := Path(cfg.paths.output_dir)).mkdir(parents=True, exist_ok=True)
-        (out / "written.txt").write_text("the job wrote something before it stopped")
-        raise error("stopped")
+        raise error(f"stopped job {HydraConfig.get().job.num}")
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SVG_ROOT", str(tmp_path))
@@ -75,6 +74,16 @@ def test_which_failures_end_a_multirun(tmp_path, monkeypatch, error, code, jobs_
     with pytest.raises(SystemExit) as stop:
         hydra_command("train", command)()
     assert (stop.value.code, ran) == (code, jobs_run)
+    sweeps = list((tmp_path / "logs").glob("*/multiruns/*"))
+    kept = sorted(p for p in sweeps[0].iterdir() if p.is_dir()) if sweeps else []
+    if code in (143, 130):  # a signal: the stopped job's empty folder goes, as a single run's
+        assert kept == []
+        return
+    assert [p.name for p in kept] == ["0", "1"]
+    for job in kept:
+        assert json.loads((job / sweep_module.JOB_STATUS).read_text()) == {"status": "failed"}
+        assert f"stopped job {job.name}" in next(job.glob("*.log")).read_text()
+        assert sweep_module.read_job(job).status("val/ssim_bestofN") == "failed"
 
 
 @pytest.mark.slow
@@ -83,14 +92,18 @@ def test_a_failed_job_does_not_stop_the_multirun(tmp_path):
     after it still run, and the multirun ends with exit code 1 naming the failed job."""
     r = run_cli("svg_lightning", tmp_path, "-m", "ckpt_path=null,/nonexistent.ckpt,null", *QUICK)
     assert r.returncode == 1, r.stderr[-3000:]
-    assert "job 1 of this multirun failed with exit code 2; its error is in the job's" in r.stderr
-    assert "checkpoint /nonexistent.ckpt does not exist" in r.stdout + r.stderr
-    sweep, done = jobs(tmp_path)
-    assert [j.name for j in done] == ["0", "2"]  # job 1 was refused before it wrote anything
-    for j in done:
-        assert (j / "checkpoints" / "last.ckpt").is_file()
+    sweep, folders = jobs(tmp_path)
+    log = folders[1] / "train.log"  # job 1 was refused before it wrote anything
+    assert f"job 1 of this multirun failed with exit code 2; its error is in its log, {log}" in (
+        r.stderr
+    )
+    assert "checkpoint /nonexistent.ckpt does not exist" in log.read_text()
+    assert [j.name for j in folders] == ["0", "1", "2"]
+    assert [(j / "checkpoints" / "last.ckpt").is_file() for j in folders] == [True, False, True]
     rows = list(csv.DictReader((sweep / "sweep_summary.csv").open()))
-    assert sorted(row["job"] for row in rows) == ["0", "2"]
+    assert sorted((row["job"], row["status"]) for row in rows) == [
+        ("0", "finished"), ("1", "failed"), ("2", "finished")
+    ]  # fmt: skip
 
 
 @pytest.mark.slow

@@ -1,6 +1,7 @@
 """The entry point of a Hydra command (train, evaluate, sample, analyze): ``--help`` written
 from ``conf/``, the command line checked before Hydra makes a run folder, the command run through
-``runner.guarded``, and the run folder of a command refused before it wrote anything removed."""
+``runner.guarded``, and the run folder of a command refused before it wrote anything removed
+(a multirun keeps a failed job's folder: its log and its row in the sweep summary)."""
 
 from __future__ import annotations
 
@@ -56,13 +57,18 @@ def precheck(config_name: str) -> None:
         raise SystemExit(err.exit_code) from None
 
 
+def job_log(hc) -> Path:
+    """The job log Hydra's job_logging writes (the command's errors are logged there too)."""
+    return Path(hc.runtime.output_dir) / f"{hc.job.name}.log"
+
+
 def remove_refused_run_folder(cfg: DictConfig) -> None:
     """A command refused before it wrote anything leaves no run folder behind: Hydra creates it
     (its .hydra/ and the job log) before the command checks what it was given. Parents left
     empty go too, up to the log folder."""
     hc = HydraConfig.get()
     out = Path(hc.runtime.output_dir)
-    made_before = {hc.output_subdir, f"{hc.job.name}.log", runs.LOCK}
+    made_before = {hc.output_subdir, job_log(hc).name, runs.LOCK}
     # A folder held by another live process is its, even before it has written anything there.
     if not out.is_dir() or runs.in_use(out) or {p.name for p in out.iterdir()} - made_before:
         return
@@ -95,15 +101,17 @@ def hydra_command(config_name: str, command: Callable) -> Callable[[], object]:
         except SystemExit as stop:
             if stop.code in (0, None):
                 raise
-            remove_refused_run_folder(cfg)
-            if HydraConfig.get().mode != RunMode.MULTIRUN or stop.code in _SIGNAL_EXITS:
+            hc = HydraConfig.get()
+            if hc.mode != RunMode.MULTIRUN or stop.code in _SIGNAL_EXITS:
+                remove_refused_run_folder(cfg)
                 raise  # SIGTERM and Ctrl-C stop the whole multirun
             # A SystemExit would end the whole multirun here; an exception is what Hydra's
-            # launchers record as this job's failure before they run the next job.
+            # launchers record as this job's failure before they run the next job. Its folder
+            # stays, even when the job was refused at once: it holds the job's log with the
+            # error and gives the job its "failed" row in the sweep summary.
             raise JobFailed(
-                f"job {HydraConfig.get().job.num} of this multirun failed with exit code "
-                f"{stop.code}; its error is in the job's log output (above, with the basic "
-                "launcher)"
+                f"job {hc.job.num} of this multirun failed with exit code {stop.code}; its "
+                f"error is in its log, {job_log(hc)}"
             ) from None
 
     def checked_entry():

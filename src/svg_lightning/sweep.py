@@ -265,8 +265,8 @@ class SweepSummary(Callback):
         ended = FINISHED if job_return.status == JobStatus.COMPLETED else FAILED
         try:
             out = Path(config.hydra.runtime.output_dir)
-            # A job refused before it wrote anything has had its folder removed (train.py):
-            # it stays removed.
+            # A single run refused before it wrote anything has had its folder removed
+            # (hydra_entry): it stays removed.
             if out.is_dir():
                 write_json(out / JOB_STATUS, {"status": ended})
         except Exception:  # a missing status reads as failed; never fail the job for it
