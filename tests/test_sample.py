@@ -1,5 +1,7 @@
 """`python -m svg_lightning.sample` on a tiny trained checkpoint and the user's own clips."""
 
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -9,6 +11,7 @@ from subprocess import PIPE
 import av
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from svg_lightning.errors import ConfigError, InputError
@@ -89,6 +92,17 @@ def test_samples_a_user_mp4(tmp_path, ckpt, capsys):
     assert cx == pytest.approx(11.5, abs=1) and cy == pytest.approx(11.5, abs=1)
     assert str(out) in capsys.readouterr().out and paths["gif"] == out / "samples.gif"
     assert paths["mp4_01"] == out / "sample_01.mp4"
+    # What produced the samples: the checkpoint's very bytes and step, the input frames from 1.
+    info = json.loads(paths["info"].read_text())
+    ckpt_dict = torch.load(ckpt, weights_only=True)
+    assert info["checkpoint"] == {
+        "path": str(ckpt),
+        "global_step": ckpt_dict["global_step"],
+        "sha256": hashlib.sha256(ckpt.read_bytes()).hexdigest(),
+    }
+    assert info["input"] == str(video.resolve()) and info["conditioning_frames"] == [5, 6]
+    assert (info["n_past"], info["n_future"], info["num_samples"], info["seed"]) == (P, 4, 3, 0)
+    assert info["device"] == "cpu"
 
 
 def test_samples_npy_layouts_and_is_reproducible(tmp_path, ckpt):

@@ -11,7 +11,9 @@ Outputs in ``out``: ``samples.npy`` float32 (S, n_future, C, H, W) in [0, 1] (S 
 deterministic model), ``conditioning.npy`` (n_past, C, H, W), ``samples.gif`` (per time step
 the samples side by side: conditioning frames in green, then each sample's future in red) and
 ``sample_NN.mp4`` per sample (conditioning frames then that future), numbered from 1 as
-everything a person reads (``numbering``): ``sample_01.mp4`` is ``samples.npy[0]``.
+everything a person reads (``numbering``): ``sample_01.mp4`` is ``samples.npy[0]``; and
+``sample_info.json``, what produced them: the checkpoint (path, checksum, training step), the
+input and which of its frames conditioned the model, and the sampling settings.
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
-from svg_lightning.checkpoint import load_model, read_checkpoint
+import svg_lightning
+from svg_lightning.checkpoint import describe, model_from, read_checkpoint
 from svg_lightning.config import architecture, check_sample, frame_shape
 from svg_lightning.console import progress
 from svg_lightning.data.frames import to_tchw, unit_float
 from svg_lightning.devices import check_memory, pick_device
 from svg_lightning.errors import ConfigError, InputError
-from svg_lightning.files import check_writable, staged_outputs
+from svg_lightning.files import check_writable, staged_outputs, write_json
 from svg_lightning.hydra_entry import hydra_command
 from svg_lightning.metrics.best_of_n import EvalSettings
 from svg_lightning.numbering import sample_file
@@ -40,6 +43,7 @@ from svg_lightning.viz import COND, PRED, framed, tile, upscale
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, what PIL's "L" mode and ffmpeg's gray use
 MIN_VIDEO_SIZE = 128
 SAMPLES = "samples.npy"  # written last (files.staged_outputs): its presence means a finished run
+INFO = "sample_info.json"
 
 
 # ---- reading ---------------------------------------------------------------------------------
@@ -167,18 +171,22 @@ def save_mp4(path: Path, frames: torch.Tensor, fps: int) -> Path:
     return path
 
 
-def write_outputs(out: Path, cond: torch.Tensor, samples: torch.Tensor, fps: int) -> dict:
-    """cond (P, C, H, W), samples (S, T, C, H, W) -> every output file in ``out``, all of them or
-    none (``files.staged_outputs``; samples.npy, the marker, appears last). A rerun with fewer
-    samples leaves no earlier run's videos beside the new arrays."""
+def write_outputs(
+    out: Path, cond: torch.Tensor, samples: torch.Tensor, fps: int, info: dict
+) -> dict:
+    """cond (P, C, H, W), samples (S, T, C, H, W) -> every output file in ``out`` and ``info``
+    as sample_info.json, all of them or none (``files.staged_outputs``; samples.npy, the
+    marker, appears last). A rerun with fewer samples leaves no earlier run's videos beside
+    the new arrays."""
     with staged_outputs(out, SAMPLES, stale=["sample_[0-9][0-9].mp4"]) as tmp:
+        write_json(tmp / INFO, info)
         np.save(tmp / SAMPLES, samples.float().cpu().numpy())
         np.save(tmp / "conditioning.npy", cond.float().cpu().numpy())
         save_gif(tmp / "samples.gif", cond, samples, fps)
         for number, future in enumerate(samples, start=1):
             save_mp4(tmp / sample_file(number), torch.cat([cond, future]), fps)
     paths = {"samples": out / SAMPLES, "conditioning": out / "conditioning.npy",
-             "gif": out / "samples.gif"}  # fmt: skip
+             "gif": out / "samples.gif", "info": out / INFO}  # fmt: skip
     return paths | {f"mp4_{n:02d}": out / sample_file(n) for n in range(1, len(samples) + 1)}
 
 
@@ -198,6 +206,21 @@ def sample_futures(model, cond: torch.Tensor, st: dict, cfg: DictConfig) -> torc
     return out.frames[0].clamp(0, 1).cpu()
 
 
+def sample_info(cfg: DictConfig, st: dict, checkpoint: dict, device: torch.device) -> dict:
+    """What produced the samples (sample_info.json): frames numbered from 1 (``numbering``),
+    so ``start=4`` with n_past 2 conditions on frames 5 and 6 of the input."""
+    return {
+        "checkpoint": checkpoint,
+        "input": str(Path(cfg.input).resolve()),
+        "conditioning_frames": list(range(cfg.start + 1, cfg.start + st["n_past"] + 1)),
+        **st,
+        "seed": cfg.seed,
+        "sample_chunk": cfg.sample_chunk,
+        "device": str(device),
+        "package_version": svg_lightning.__version__,
+    }
+
+
 def sample(cfg: DictConfig) -> dict:
     """Check settings and input, load, sample, write; returns the written paths. Raises
     InputError/ConfigError/CheckpointError. Settings and input are checked before the model is
@@ -206,14 +229,18 @@ def sample(cfg: DictConfig) -> dict:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"out={out} is an existing file; give a folder for the outputs")
     check_writable(out, "out")  # before sampling, not after
-    st = settings(cfg, read_checkpoint(cfg.ckpt_path)["hyper_parameters"])
+    # Read once: settings, weights and the recorded checksum all come from the same bytes,
+    # even when training is still rewriting last.ckpt.
+    ckpt = read_checkpoint(cfg.ckpt_path)
+    st = settings(cfg, ckpt["hyper_parameters"])
     device = pick_device(cfg.device)
     frames = read_frames(cfg.input, limit=cfg.start + st["n_past"])
     frames = conditioning(frames, cfg.start, st["n_past"], cfg.input)
-    model = load_model(cfg.ckpt_path).to(device)
+    model = model_from(ckpt, Path(cfg.ckpt_path)).to(device)
     cond = to_model_frames(frames, model.hparams.channels, model.hparams.image_size)
     samples = sample_futures(model, cond, st, cfg)
-    paths = write_outputs(out, cond, samples, cfg.fps)
+    info = sample_info(cfg, st, describe(cfg.ckpt_path, ckpt), device)
+    paths = write_outputs(out, cond, samples, cfg.fps, info)
     print(f"{len(samples)} sample(s) of {st['n_future']} frames after {st['n_past']} "
           f"conditioning frames of {cfg.input} written to {out.resolve()}:")  # fmt: skip
     for path in paths.values():
