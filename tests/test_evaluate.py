@@ -289,6 +289,14 @@ def test_compare_overlays_runs(tmp_path, run_dir):
     runs = [str(tmp_path / n / "out") for n in ("a", "b")]
     assert compare([*runs, "--out", str(out), "--labels", "lp", "lp-again"]) == 0
     assert out.stat().st_size > 0
+    # Beside the plot: which evaluation each label is, with its checkpoint and numbers.
+    shown = json.loads((tmp_path / "cmp.json").read_text())
+    assert list(shown["runs"]) == ["lp", "lp-again"] and shown["plot"] == str(out)
+    for name, entry in zip("ab", shown["runs"].values()):
+        metrics = json.loads((tmp_path / name / "out" / "metrics.json").read_text())
+        assert entry["metrics"] == str(tmp_path / name / "out" / "metrics.json")
+        assert entry["protocol"]["checkpoint_sha256"] == sha256(ckpt)
+        assert entry["summary"] == metrics["summary"]
     assert compare(runs) == 0  # by default the plot goes next to the inputs
     assert (tmp_path / "compare.png").stat().st_size > 0
     assert compare([str(tmp_path / "missing")]) == 2

@@ -1,6 +1,8 @@
 """Overlay the best-of-N SSIM/PSNR (and LPIPS) curves of several evaluations (the paper's
 Figs. 7/8) and print a table with FVD where the runs have it:
 ``python -m svg_lightning.evaluate.compare RUN_OR_METRICS_JSON ... [--out FILE]``.
+Beside the plot, ``<FILE stem>.json`` records what it shows: each label's metrics.json, the
+checkpoint (path, sha256, step) and protocol it was scored with, and its summary numbers.
 """
 
 from __future__ import annotations
@@ -14,14 +16,19 @@ from pathlib import Path
 from svg_lightning.console import print_table
 from svg_lightning.errors import InputError
 from svg_lightning.evaluate.report import format_mean_ci, plot_curves
+from svg_lightning.files import write_json
 from svg_lightning.runner import returning_code
 
 # What the table and the plot read of a metrics.json (evaluate/report.py writes them all).
 PARTS = ("protocol", "summary", "curves")
 
 
+def metrics_file(path: Path) -> Path:
+    return path / "metrics.json" if path.is_dir() else path
+
+
 def load_metrics(path: Path) -> dict:
-    file = path / "metrics.json" if path.is_dir() else path
+    file = metrics_file(path)
     if not file.is_file():
         raise InputError(f"{file} does not exist (expected an evaluation's metrics.json)")
     try:
@@ -60,10 +67,26 @@ def default_out(runs: list[Path]) -> Path:
     return Path(os.path.commonpath(folders)) / "compare.png"
 
 
+def record(runs: list[Path], by_label: dict[str, dict], plot: Path) -> dict:
+    """What a comparison plot shows, for the JSON beside it: a plot copied into a draft can be
+    traced to the evaluations, and through them to the checkpoints and their training runs."""
+    return {
+        "plot": str(plot.resolve()),
+        "runs": {
+            label: {
+                "metrics": str(metrics_file(path).resolve()),
+                "protocol": m["protocol"],
+                "summary": m["summary"],
+            }
+            for path, (label, m) in zip(runs, by_label.items())
+        },
+    }
+
+
 def compare(runs: list[Path], labels: list[str] | None, out: Path | None) -> dict[str, dict]:
-    """Plot the runs' best-of-N curves into ``out`` (default: next to the inputs) and print each
-    run's scores next to its own baselines; warns when the runs were not scored alike. Returns
-    label -> metrics."""
+    """Plot the runs' best-of-N curves into ``out`` (default: next to the inputs), record what
+    it shows beside it (``record``) and print each run's scores next to its own baselines;
+    warns when the runs were not scored alike. Returns label -> metrics."""
     if labels and len(labels) != len(runs):
         raise InputError(f"--labels has {len(labels)} names for {len(runs)} runs")
     if out is not None:  # a bad --out is named before the inputs are read
@@ -84,6 +107,7 @@ def compare(runs: list[Path], labels: list[str] | None, out: Path | None) -> dic
             print(f"warning: the runs differ in {key}: {values}; their numbers are not comparable",
                   file=sys.stderr)  # fmt: skip
     plot_curves(out, by_label, title="best of N per video")
+    recorded = write_json(out.with_suffix(".json"), record(runs, by_label, out))
     names = ["ssim_bestofN", "psnr_bestofN", "ssim_copy_last", "psnr_copy_last", "ssim_black",
              "psnr_black"]  # fmt: skip
     columns = ["run", "SSIM bestofN", "PSNR bestofN", "SSIM copy-last", "PSNR copy-last",
@@ -99,7 +123,7 @@ def compare(runs: list[Path], labels: list[str] | None, out: Path | None) -> dic
         for label, m in by_label.items()
     ]
     print_table("best of N per video, next to each run's own baselines", columns, rows,
-                {"plot": out})  # fmt: skip
+                {"plot": out, "what it shows": recorded})  # fmt: skip
     return by_label
 
 
