@@ -16,7 +16,8 @@ from hydra.errors import HydraException, MissingConfigException, OverrideParseEx
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from svg_lightning.config import check_command, check_keys, config_dir
+from svg_lightning.config import check_command, config_dir
+from svg_lightning.config_keys import check_keys
 from svg_lightning.errors import ConfigError
 
 # Config folders that are building blocks of the others, not options a user picks.
