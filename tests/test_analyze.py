@@ -156,6 +156,11 @@ def test_prior_command_writes_outputs(tmp_path, run_dir):
     assert logged["analyze"]["num_videos"] == doc["protocol"]["num_videos"]
     assert logged["checkpoint"] == {"path": str(ckpt), "sha256": sha256(ckpt), "global_step": 3}
     assert logged["model"]["variant"] == "lp" and logged["train_config"]["seed"] == 1234
+    kept = doc["provenance"]  # the same record in the file, with or without a logger
+    assert {k: kept[k] for k in ("checkpoint", "model")} == {
+        k: logged[k] for k in ("checkpoint", "model")
+    }
+    assert kept["analyze"]["num_videos"] == logged["analyze"]["num_videos"]
 
 
 def test_trajectories_command_writes_outputs(tmp_path, run_dir):
@@ -171,6 +176,11 @@ def test_trajectories_command_writes_outputs(tmp_path, run_dir):
     assert doc["predicted_frame"] == [3, 4, 5, 6, 7]  # n_past=2: frames from 1 (numbering.py)
     assert doc["trajectory"]["collision_frames"][0] in doc["predicted_frame"][:-1]
     assert sum(doc["true_displacement_counts"][0].values()) == 100
+    # No logger, yet the file records what decided its numbers.
+    kept = doc["provenance"]
+    assert kept["checkpoint"] == {"path": str(ckpt), "sha256": sha256(ckpt), "global_step": 3}
+    assert kept["analyze"]["num_true"] == 100 and kept["analyze"]["command"] == "trajectories"
+    assert kept["model"]["variant"] == "lp" and kept["train_config"]["seed"] == 1234
 
 
 def _edited(tmp_path, run_dir, variant=None, num_digits=None) -> Path:

@@ -385,7 +385,7 @@ def test_lpips_and_fvd_follow_the_protocol_and_missing_weights_stop_before_sampl
     missing = tmp_path / "nowhere" / I3D_FILE
     with pytest.raises(ConfigError, match=f"eval.fvd=true, but .*{missing}"):
         evaluate(eval_cfg(tmp_path, ckpt, *perceptual(weight_files[0], missing, "eval.fvd=true")))
-    with pytest.raises(ConfigError, match="eval.lpips=true, but .*hub"):
+    with pytest.raises(ConfigError, match="eval.lpips=true, but .*hub.*eval.lpips_backbone=PATH$"):
         evaluate(eval_cfg(tmp_path, ckpt, "eval.lpips=true", "eval.lpips_backbone=null"))
     with pytest.raises(ConfigError, match="eval.fvd=true, but FVD's I3D needs videos of at least"):
         evaluate(eval_cfg(tmp_path, ckpt, *perceptual(*weight_files, "eval.fvd=true",
@@ -402,10 +402,12 @@ def test_lpips_and_fvd_follow_the_protocol_and_missing_weights_stop_before_sampl
 
 def test_weight_files_on_by_protocol_are_skipped_with_a_note_when_missing(capsys):
     def missing():
-        raise MissingWeightsError("put rgb_imagenet.pt at /x")
+        raise MissingWeightsError("put rgb_imagenet.pt at /x", "path")
 
     assert evaluate_mod.weight_files(None, True, "FVD", missing, None) is None
-    assert "FVD not computed (eval.fvd=null): put rgb_imagenet.pt at /x" in capsys.readouterr().err
+    # The loader's argument (path=) becomes the command's setting.
+    note = "FVD not computed (eval.fvd=null): put rgb_imagenet.pt at /x, or give the file's path "
+    assert note + "with eval.i3d=PATH" in capsys.readouterr().err
     assert evaluate_mod.weight_files(None, False, "FVD", missing, None) is None
     assert evaluate_mod.weight_files(False, True, "FVD", missing, None) is None
     with pytest.raises(ConfigError, match="eval.fvd=true, but put rgb_imagenet.pt at /x"):

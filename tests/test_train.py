@@ -31,9 +31,14 @@ from tests.helpers import TINY, compose_cfg, run_cli
 
 
 @pytest.mark.parametrize("model", ["svg_lp", "svg_fp", "deterministic"])
-def test_fast_dev_run_each_model(tiny_cfg, model):
+def test_fast_dev_run_each_model(tiny_cfg, model, capsys):
     cfg = tiny_cfg(f"model={model}", "debug=fdr")
     train(cfg)
+    # fast_dev_run writes no checkpoint, and the closing lines name none.
+    out = Path(cfg.paths.output_dir)
+    closing = capsys.readouterr().out.rpartition(f"\n{cfg.task_name}: step 1\n")[2]
+    assert not (out / "checkpoints").exists() and "checkpoint" not in closing
+    assert closing.startswith("run: ") and str(out) in closing.replace("\n", "")
 
 
 @pytest.mark.parametrize("debug", ["default", "limit", "overfit", "profiler"])

@@ -108,8 +108,9 @@ def _compose(config_name: str, overrides: list[str]) -> DictConfig:
 
 def compose_config(config_name: str, overrides: list[str]) -> DictConfig:
     """The config ``python -m svg_lightning[.evaluate] OVERRIDES`` builds (a later override of a
-    key wins), checked as the command line checks it; ``config_name`` is the primary config:
-    ``train``, ``eval``, ``analyze`` or ``sample``."""
+    key wins), its keys and group options checked as the command line checks them (values are
+    checked by the command that runs it); ``config_name`` is the primary config: ``train``,
+    ``eval``, ``analyze`` or ``sample``."""
     by_key = {o.split("=", 1)[0]: o for o in overrides}  # Hydra refuses repeated keys
     return checked_config(config_name, list(by_key.values()), complete=False)
 

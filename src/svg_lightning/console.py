@@ -43,6 +43,6 @@ def print_table(title: str, columns: list[str], rows: list[list], paths: dict[st
     for row in rows:
         table.add_row(*[c if isinstance(c, str) else f"{c:.3f}" for c in row])
     console = Console(width=max(Console().width, 100))
-    console.print(table)
+    console.print(table if columns else f"[bold]{title}[/bold]")  # rich shows no empty table
     for name, path in paths.items():
         console.print(f"[bold]{name}[/bold]: {path}", soft_wrap=True)

@@ -106,9 +106,10 @@ def score_held_out(cfg: DictConfig, trainer: pl.Trainer, model, datamodule, last
     run still says where everything went."""
     out = Path(cfg.paths.output_dir)
     if not cfg.summary.enabled:
-        if trainer.is_global_zero:
+        if trainer.is_global_zero:  # fast_dev_run (debug=fdr) writes no checkpoint
+            written = {"checkpoint": last} if last.is_file() else {}
             print_table(f"{cfg.task_name}: step {trainer.global_step}", [], [],
-                        {"run": out, "checkpoint": last})  # fmt: skip
+                        {"run": out, **written})  # fmt: skip
         return
     settings = replace(model.val_settings, num_samples=cfg.summary.num_samples)
     with stopped_by_signal(

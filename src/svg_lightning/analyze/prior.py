@@ -137,6 +137,7 @@ def analyze_prior(cfg: DictConfig) -> dict:
             "collisions_per_frame": collisions.any(-1).mean(0),
         },
         "statistics": stats,
+        "provenance": common.provenance(cfg, loaded),
     }
     paths = {
         "statistics": write_json(out / "prior.json", doc),

@@ -151,6 +151,7 @@ def analyze_trajectories(cfg: DictConfig) -> dict:
         "summary": summary,
         "model_displacement_counts": [_counts(model_d[:, j]) for j in range(n_future)],
         "true_displacement_counts": [_counts(true_d[:, j]) for j in range(n_future)],
+        "provenance": common.provenance(cfg, loaded),
     }
     collisions = traj.collisions[:, 0]
     paths = {

@@ -68,6 +68,14 @@ def eval_settings(cfg: DictConfig, data_cls, hparams, num_videos) -> EvalSetting
     )
 
 
+# The eval settings that give the weight files' paths, by (metric, the loader's argument).
+WEIGHT_SETTINGS = {
+    ("LPIPS", "backbone"): "eval.lpips_backbone",
+    ("LPIPS", "linear"): "eval.lpips_linear",
+    ("FVD", "path"): "eval.i3d",
+}
+
+
 def weight_files(asked: bool | None, default: bool, name: str, locate, unfit: str | None):
     """The weight files of metric ``name`` (LPIPS or FVD) when it is on, else None.
 
@@ -82,6 +90,8 @@ def weight_files(asked: bool | None, default: bool, name: str, locate, unfit: st
             raise ConfigError(unfit)
         return locate()
     except (ConfigError, MissingWeightsError) as err:
+        if isinstance(err, MissingWeightsError):  # the loader's argument -> this command's key
+            err = err.hint(WEIGHT_SETTINGS.get((name, err.argument)))
         if asked:
             raise ConfigError(f"{key}=true, but {err}") from None
         print(f"note: {name} not computed ({key}=null): {err}", file=sys.stderr)

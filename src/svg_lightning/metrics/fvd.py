@@ -219,7 +219,7 @@ def i3d_file(path: str | Path | None = None) -> Path:
     path = Path(torch.hub.get_dir()) / "checkpoints" / I3D_FILE
     if not path.is_file():
         raise MissingWeightsError(
-            f"FVD needs {I3D_SOURCE} and downloads nothing: put it at {path}, or pass its path"
+            f"FVD needs {I3D_SOURCE} and downloads nothing: put it at {path}", "path"
         )
     return path
 

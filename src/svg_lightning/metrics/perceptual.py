@@ -57,7 +57,27 @@ _SLICE_PIXELS = 2**23
 
 
 class MissingWeightsError(FileNotFoundError):
-    """A weight file the metric needs is not there; the message says what to put where."""
+    """A weight file the metric needs is not there; the message says what to put where.
+    ``argument``: the loader's argument that takes the file's path instead, which the message
+    names last (``hint``); a command names its own setting for it."""
+
+    def __init__(self, what: str, argument: str | None = None):
+        super().__init__(what)
+        self.what, self.argument = what, argument
+
+    def hint(self, setting: str | None = None) -> str:
+        """The message, ending with how to give the path: ``setting`` (a command's key), else
+        the loader's argument."""
+        if setting:
+            return f"{self.what}, or give the file's path with {setting}=PATH"
+        return (
+            f"{self.what}, or pass {self.argument}=PATH to that file"
+            if self.argument
+            else self.what
+        )
+
+    def __str__(self) -> str:
+        return self.hint()
 
 
 class WeightsFileError(ValueError):
@@ -114,13 +134,15 @@ def _default_linear() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise MissingWeightsError(
             "LPIPS needs the v0.1 linear-layer weights (alex.pth) that the lpips package ships: "
-            "pip install 'lpips>=0.1.4', or pass linear=PATH to that file"
+            "pip install 'lpips>=0.1.4'",
+            "linear",
         )
     path = Path(next(iter(spec.submodule_search_locations))) / "weights" / "v0.1" / "alex.pth"
     if not path.is_file():
         raise MissingWeightsError(
-            f"the installed lpips package has no {path}; reinstall lpips>=0.1.4 or pass "
-            "linear=PATH to its weights/v0.1/alex.pth"
+            f"the installed lpips package has no {path} (its v0.1 linear-layer weights); "
+            "reinstall lpips>=0.1.4",
+            "linear",
         )
     return path
 
@@ -130,7 +152,8 @@ def _default_backbone() -> Path:
     if not path.is_file():
         raise MissingWeightsError(
             f"LPIPS needs torchvision's ImageNet AlexNet weights and downloads nothing: put "
-            f"{ALEXNET_FILE} (from {ALEXNET_URL}) at {path}, or pass backbone=PATH to that file"
+            f"{ALEXNET_FILE} (from {ALEXNET_URL}) at {path}",
+            "backbone",
         )
     return path
 
