@@ -20,17 +20,21 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
-from svg_lightning import checkpoint
+from svg_lightning import checkpoint, config, devices
 from svg_lightning.analyze import analyze
 from svg_lightning.api import train
 from svg_lightning.callbacks import StopOnNonFiniteLoss
 from svg_lightning.checkpoint import read_checkpoint
 from svg_lightning.compose import compose_config
+from svg_lightning.config import backward_bytes
+from svg_lightning.devices import memory_error
 from svg_lightning.errors import CheckpointError, ConfigError, InputError, NonFiniteLossError
 from svg_lightning.evaluate import evaluate
 from svg_lightning.evaluate.compare import compare_main
 from svg_lightning.files import output_error, write_json
+from svg_lightning.hydra_entry import hydra_command
 from svg_lightning.module import SVGModule
 from svg_lightning.runs import META_KEY
 from svg_lightning.sample import read_frames, sample
@@ -366,6 +370,90 @@ def test_settings_that_need_more_memory_than_there_is_are_refused_first(
         run(cfg)
     assert fix in str(err.value)
     assert not (tmp_path / "out").exists() and not (tmp_path / "o").exists()
+
+
+def test_a_batch_whose_backward_pass_does_not_fit_is_refused_before_any_work(tmp_path, monkeypatch):
+    """The frames of a batch fit, but what the training keeps for its backward pass (the
+    network's activations per video and time step, measured) does not: refused with the
+    figure and the fix, where the run would otherwise be killed (CPU) or hit the allocator's
+    traceback (GPU)."""
+    cfg = compose_cfg(tmp_path, *TINY, *NO_MEDIA, "data.batch_size=64", "n_future=30")
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    model.pop("_target_")
+    per_step, weights = backward_bytes(json.dumps(model, sort_keys=True, default=str))
+    need = int(0.95 * (64 * (cfg.n_past + cfg.n_future - 1) * per_step + 4 * weights))
+    frames = 64 * (cfg.n_past + cfg.n_future) * 32 * 32 * 4  # the batch's own frames fit
+    monkeypatch.setattr(devices, "available_memory", lambda device: max(frames, need // 2))
+    with pytest.raises(ConfigError) as err:
+        train(cfg)
+    assert f"{per_step / 2**20:.1f} MiB per video and time step" in str(err.value)
+    assert f"data.batch_size=64 videos of n_past + n_future = {2 + 30} frames" in str(err.value)
+    assert f"{need / 2**30:.1f} GiB, more than" in str(err.value)
+    assert "lower data.batch_size, or n_future" in str(err.value)
+    assert not (tmp_path / "out").exists()
+    # bf16-mixed keeps half: under half the memory it fits (and the run starts).
+    monkeypatch.setattr(devices, "available_memory", lambda device: need // 2 + 1)
+    config.check_training_memory(model, 64, cfg.n_past + cfg.n_future,
+                                 {"precision": "bf16-mixed", "accelerator": "cpu"})  # fmt: skip
+    with pytest.raises(ConfigError):
+        config.check_training_memory(model, 64, cfg.n_past + cfg.n_future,
+                                     {"precision": "32-true", "accelerator": "cpu"})  # fmt: skip
+
+
+@pytest.mark.parametrize("backbone", ["dcgan32", "vgg64"])
+def test_the_measured_backward_bytes_are_those_of_a_real_training_pass(backbone):
+    """The meta device measures what the CPU keeps, within 5% (the check relies on 95% of
+    it: a refusal must never be wrong)."""
+    size = backbone[-2:]
+    model = json.dumps({"backbone": backbone, "image_size": int(size), "nf": 8, "g_dim": 8,
+                        "z_dim": 2, "rnn_size": 8})  # fmt: skip
+    meta, cpu = backward_bytes(model), backward_bytes(model, "cpu")
+    assert meta[1] == cpu[1] > 0  # the weights
+    assert 0.95 * meta[0] <= cpu[0] <= 1.05 * meta[0]
+
+
+CUDA_OOM = (
+    "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.19 GiB of "
+    "which 1.20 GiB is free. Including non-PyTorch memory, this process has 77.9 GiB in use."
+)
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "sample", "analyze"])
+def test_memory_running_out_part_way_is_one_line_naming_what_to_lower(
+    tmp_path, monkeypatch, capsys, command
+):
+    """CUDA's OutOfMemoryError (here raised by hand: this machine has no GPU), even wrapped
+    in another error, becomes exit 2 and one line with the settings that size the command."""
+
+    def runs_out(cfg):
+        try:
+            raise torch.OutOfMemoryError(CUDA_OOM)
+        except torch.OutOfMemoryError as err:
+            raise RuntimeError("a callback failed") from err
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SVG_ROOT", str(tmp_path))
+    given = {"train": [], "eval": ["ckpt_path=x"], "analyze": ["ckpt_path=x", "command=prior"],
+             "sample": ["ckpt_path=x", "input=x", f"out={tmp_path / 'o'}"]}  # fmt: skip
+    monkeypatch.setattr(sys, "argv", ["svg", *given[command]])
+    with pytest.raises(SystemExit) as stop:
+        hydra_command(command, runs_out)()
+    assert stop.value.code == 2
+    printed = capsys.readouterr()
+    (line,) = [x for x in (printed.out + printed.err).splitlines() if "out of memory" in x]
+    fix = {"train": "lower data.batch_size or n_future", "eval": "lower eval.batch_size or "
+           "eval.sample_chunk", "sample": "lower sample_chunk or num_samples",
+           "analyze": "lower batch_size"}[command]  # fmt: skip
+    assert "[ERROR] - out of memory: CUDA out of memory. Tried to allocate 2.00 GiB; " + fix in line
+
+
+def test_the_cpu_allocator_failing_is_named_too():
+    try:
+        torch.empty(2**62, dtype=torch.uint8)
+    except RuntimeError as err:
+        found = memory_error(err, "lower it")
+    assert str(found) == (f"out of memory: you tried to allocate {2**62} bytes; lower it")
+    assert memory_error(RuntimeError("shapes do not match"), "lower it") is None
 
 
 def test_sample_reads_only_the_frames_it_uses_of_an_array(tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from svg_lightning.errors import ConfigError
+from svg_lightning.errors import ConfigError, OutOfMemoryError
 
 
 def pick_device(name: str) -> torch.device:
@@ -50,13 +50,43 @@ def check_memory(frames: int, frame_shape, device: torch.device, what: str, fix:
     need = int(frames) * FLOAT_BYTES
     for dim in frame_shape:
         need *= int(dim)
+    check_bytes(
+        need, device, f"{what} holds {frames} frames of {tuple(frame_shape)} floats at once", fix
+    )
+
+
+def check_bytes(need: int, device: torch.device, what: str, fix: str) -> None:
+    """ConfigError when ``need`` bytes, a lower bound of what ``what`` holds at once on
+    ``device``, exceed the memory left there."""
     have = available_memory(device)
     if need > have:
         raise ConfigError(
-            f"{what} holds {frames} frames of {tuple(frame_shape)} floats at once: "
-            f"{need / 2**30:.1f} GiB, more than the {have / 2**30:.1f} GiB of {device.type} "
-            f"memory available; {fix}"
+            f"{what}: {need / 2**30:.1f} GiB, more than the {have / 2**30:.1f} GiB of "
+            f"{device.type} memory available; {fix}"
         )
+
+
+CPU_ALLOCATOR_FAILURE = "can't allocate memory"  # the words of torch's CPU allocator
+
+
+def memory_error(err: BaseException | None, fix: str) -> OutOfMemoryError | None:
+    """The one-line error of an allocation that failed anywhere in ``err``'s chain (CUDA's
+    OutOfMemoryError, or the CPU allocator's RuntimeError), with torch's own first sentences
+    and ``fix``; else None. (A CPU process the kernel kills for memory ends before this.)"""
+    while err is not None and not (
+        isinstance(err, torch.OutOfMemoryError)
+        or isinstance(err, RuntimeError)
+        and CPU_ALLOCATOR_FAILURE in str(err)
+    ):
+        err = err.__cause__ or err.__context__
+    if err is None:
+        return None
+    text = str(err).split(CPU_ALLOCATOR_FAILURE + ": ")[-1].splitlines()[0]
+    # CUDA's: "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has ..."; the CPU's:
+    # "you tried to allocate N bytes. Error code 12 (...)".
+    sentences = 2 if isinstance(err, torch.OutOfMemoryError) else 1
+    said = ". ".join(text.split(". ")[:sentences]).rstrip(".")
+    return OutOfMemoryError(f"out of memory: {said}; {fix}")
 
 
 CPUINFO = Path("/proc/cpuinfo")

@@ -55,3 +55,10 @@ class OutputError(SVGError):
     names the path. Nothing half-written is left: outputs are written atomically (files.py)."""
 
     exit_code = 74  # EX_IOERR of sysexits.h
+
+
+class OutOfMemoryError(SVGError, MemoryError):
+    """An allocation the device could not serve, part-way through a command; the message says
+    which settings size it."""
+
+    exit_code = 2

@@ -23,7 +23,7 @@ from svg_lightning.config import config_dir
 from svg_lightning.errors import PreemptedError, StoppedByUserError, SVGError
 from svg_lightning.files import check_writable
 from svg_lightning.help import command_help
-from svg_lightning.runner import guarded
+from svg_lightning.runner import MEMORY_FIX, guarded
 
 
 def output_places(cfg: DictConfig, overrides: list[str], multirun: bool) -> list[tuple]:
@@ -97,7 +97,7 @@ def hydra_command(config_name: str, command: Callable) -> Callable[[], object]:
     @hydra.main(version_base="1.3", config_path=config_dir(), config_name=config_name)
     def entry(cfg: DictConfig):
         try:
-            return guarded(command, cfg)
+            return guarded(command, cfg, memory_fix=MEMORY_FIX.get(config_name))
         except SystemExit as stop:
             if stop.code in (0, None):
                 raise

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from pytorch_lightning.utilities.warnings import PossibleUserWarning
 
+from svg_lightning.devices import memory_error
 from svg_lightning.errors import SVGError
 from svg_lightning.files import output_error
 from svg_lightning.loggers import finish_wandb
@@ -68,15 +69,31 @@ def quiet_known_warnings() -> None:
 quiet_known_warnings()
 
 
-def guarded(command: Callable, *args, hydra_logging: bool = True):
+# What to lower when memory runs out part-way, by command (a lower bound of what the settings
+# need is checked before any work: config.py).
+MEMORY_FIX = {
+    "train": "lower data.batch_size or n_future (model.val_num_samples or summary.num_samples "
+    "if it ran out while sampling)",
+    "eval": "lower eval.batch_size or eval.sample_chunk",
+    "sample": "lower sample_chunk or num_samples",
+    "analyze": "lower batch_size",
+}
+MEMORY_FIX_ANY = "free memory on the device, or lower the sizes the command was given"
+
+
+def guarded(command: Callable, *args, hydra_logging: bool = True, memory_fix: str | None = None):
     """Run ``command``; an SVGError becomes its one-line message and exit code (through the
-    Hydra job log, or on stderr for the argparse commands), and so does a write that failed for
-    lack of space or permission (``files.output_error``). The W&B run is finished either way:
-    each command, and each job of a multirun, gets its own."""
+    Hydra job log, or on stderr for the argparse commands), and so do a write that failed for
+    lack of space or permission (``files.output_error``) and an allocation that failed
+    (``devices.memory_error``, with ``memory_fix``). The W&B run is finished either way: each
+    command, and each job of a multirun, gets its own."""
     try:
         return command(*args)
     except Exception as raised:
-        err = raised if isinstance(raised, SVGError) else output_error(raised)
+        err = (
+            raised if isinstance(raised, SVGError)
+            else output_error(raised) or memory_error(raised, memory_fix or MEMORY_FIX_ANY)
+        )  # fmt: skip
         if err is None:
             raise
         if hydra_logging:

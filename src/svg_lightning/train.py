@@ -21,7 +21,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from svg_lightning import runs
 from svg_lightning.callbacks import stopped, stopped_by_signal, with_required_callbacks
 from svg_lightning.checkpoint import AtomicCheckpointIO, resume_from
-from svg_lightning.config import validate_config
+from svg_lightning.config import check_training_fits, validate_config
 from svg_lightning.console import print_config, print_table
 from svg_lightning.evaluate.protocol import run_best_of_n
 from svg_lightning.evaluate.report import report_run
@@ -40,6 +40,7 @@ def train(cfg: DictConfig) -> float | None:
     ``cfg.optimized_metric`` (for a Hydra sweeper), or None when it was not logged."""
     # Every check comes before the first write: a refused run makes no folder.
     validate_config(cfg)
+    check_training_fits(cfg)
     ckpt = resume_from(cfg)
     continue_wandb_run(cfg, ckpt)
     datamodule = instantiate(cfg.data)
