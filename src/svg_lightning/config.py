@@ -370,6 +370,8 @@ def backward_bytes(model_json: str, device: str = "meta") -> tuple[int, int] | N
         storages = {}
 
         def pack(t: torch.Tensor) -> torch.Tensor:
+            # Keyed by the storage itself (_cdata, its C++ address): views share one, and on
+            # the meta device every data_ptr() is 0.
             storage = t.untyped_storage()
             storages[storage._cdata] = storage.nbytes()
             return t
