@@ -40,11 +40,11 @@ def train(cfg: DictConfig) -> float | None:
     ``cfg.optimized_metric`` (for a Hydra sweeper), or None when it was not logged."""
     # Every check comes before the first write: a refused run makes no folder.
     validate_config(cfg)
-    check_training_fits(cfg)
     ckpt = resume_from(cfg)
     continue_wandb_run(cfg, ckpt)
     datamodule = instantiate(cfg.data)
     datamodule.check_available("fit")
+    check_training_fits(cfg)  # this machine's memory: after what any machine would refuse
     with open_dict(cfg):
         cfg.tags = run_tags(cfg)  # recorded in config.yaml and sent to W&B alike
     name_wandb_run(cfg)
