@@ -22,19 +22,19 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from svg_lightning import checkpoint, config, devices
+from svg_lightning import checkpoint, devices, memory_checks
 from svg_lightning.analyze import analyze
 from svg_lightning.api import train
 from svg_lightning.callbacks import StopOnNonFiniteLoss
 from svg_lightning.checkpoint import read_checkpoint
 from svg_lightning.compose import compose_config
-from svg_lightning.config import backward_bytes
 from svg_lightning.devices import memory_error
 from svg_lightning.errors import CheckpointError, ConfigError, InputError, NonFiniteLossError
 from svg_lightning.evaluate import evaluate
 from svg_lightning.evaluate.compare import compare_main
 from svg_lightning.files import output_error, write_json
 from svg_lightning.hydra_entry import hydra_command
+from svg_lightning.memory_checks import backward_bytes
 from svg_lightning.module import SVGModule
 from svg_lightning.runs import META_KEY
 from svg_lightning.sample import read_frames, sample
@@ -393,10 +393,10 @@ def test_a_batch_whose_backward_pass_does_not_fit_is_refused_before_any_work(tmp
     assert not (tmp_path / "out").exists()
     # bf16-mixed keeps half: under half the memory it fits (and the run starts).
     monkeypatch.setattr(devices, "available_memory", lambda device: need // 2 + 1)
-    config.check_training_memory(model, 64, cfg.n_past + cfg.n_future,
+    memory_checks.check_training_memory(model, 64, cfg.n_past + cfg.n_future,
                                  {"precision": "bf16-mixed", "accelerator": "cpu"})  # fmt: skip
     with pytest.raises(ConfigError):
-        config.check_training_memory(model, 64, cfg.n_past + cfg.n_future,
+        memory_checks.check_training_memory(model, 64, cfg.n_past + cfg.n_future,
                                      {"precision": "32-true", "accelerator": "cpu"})  # fmt: skip
 
 

@@ -10,14 +10,10 @@ from hydra.utils import instantiate
 from pytorch_lightning.callbacks import EarlyStopping
 
 from svg_lightning import devices
-from svg_lightning.config import (
-    TRAINING_SETTINGS,
-    check_training_fits,
-    config_dir,
-    validate_config,
-)
+from svg_lightning.config import TRAINING_SETTINGS, config_dir, validate_config
 from svg_lightning.errors import ConfigError, DataNotPreparedError
 from svg_lightning.help import command_help
+from svg_lightning.memory_checks import check_training_fits
 from svg_lightning.models.config import SVGConfig
 from tests.helpers import compose_cfg, run_cli
 from tests.helpers.reference import SPEC_COUNTS, count

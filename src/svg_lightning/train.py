@@ -21,7 +21,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from svg_lightning import runs
 from svg_lightning.callbacks import stopped, stopped_by_signal, with_required_callbacks
 from svg_lightning.checkpoint import AtomicCheckpointIO, resume_from
-from svg_lightning.config import check_training_fits, validate_config
+from svg_lightning.config import validate_config
 from svg_lightning.console import print_config, print_table
 from svg_lightning.evaluate.protocol import run_best_of_n
 from svg_lightning.evaluate.report import report_run
@@ -33,6 +33,7 @@ from svg_lightning.loggers import (
     run_tags,
     wandb_run_id,
 )
+from svg_lightning.memory_checks import check_training_fits
 
 
 def train(cfg: DictConfig) -> float | None:

@@ -16,10 +16,10 @@ from omegaconf import DictConfig
 
 from svg_lightning.analyze import common
 from svg_lightning.analyze.stats import ALIGNMENT, collision_statistics
-from svg_lightning.config import check_analysis_memory
 from svg_lightning.console import print_table, progress
 from svg_lightning.data.smmnist import MovingMNIST, simulate
 from svg_lightning.files import write_json
+from svg_lightning.memory_checks import check_analysis_memory
 from svg_lightning.models.losses import kl_per_video_step
 
 

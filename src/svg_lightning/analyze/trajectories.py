@@ -20,10 +20,10 @@ from scipy.stats import wasserstein_distance
 
 from svg_lightning.analyze import common
 from svg_lightning.analyze.motion import track, true_displacements
-from svg_lightning.config import check_analysis_memory
 from svg_lightning.console import print_table, progress
 from svg_lightning.data.smmnist import simulate
 from svg_lightning.files import write_json
+from svg_lightning.memory_checks import check_analysis_memory
 
 
 def pick_trajectory(rng: np.random.Generator, n_past: int, n_future: int, tries: int = 1000):

@@ -20,7 +20,6 @@ from svg_lightning.config import (
     Checks,
     check_accelerator,
     check_eval,
-    check_eval_memory,
     check_model_fits_data,
     trainer_device,
 )
@@ -30,6 +29,7 @@ from svg_lightning.evaluate.protocol import run_best_of_n
 from svg_lightning.evaluate.report import FVD_SELECTION_RULE, METRICS, report_run
 from svg_lightning.files import sha256
 from svg_lightning.loggers import instantiate_loggers
+from svg_lightning.memory_checks import check_eval_memory
 from svg_lightning.metrics import FVD_RULE, LPIPS_RULE, i3d_file, load_i3d, load_lpips, lpips_files
 from svg_lightning.metrics.best_of_n import EvalSettings
 from svg_lightning.metrics.fvd import I3D, MIN_FRAMES
