@@ -379,8 +379,7 @@ def test_a_batch_whose_backward_pass_does_not_fit_is_refused_before_any_work(tmp
     traceback (GPU)."""
     cfg = compose_cfg(tmp_path, *TINY, *NO_MEDIA, "data.batch_size=64", "n_future=30")
     model = OmegaConf.to_container(cfg.model, resolve=True)
-    model.pop("_target_")
-    per_step, weights = backward_bytes(json.dumps(model, sort_keys=True, default=str))
+    per_step, weights = backward_bytes(model)
     need = int(0.95 * (64 * (cfg.n_past + cfg.n_future - 1) * per_step + 4 * weights))
     frames = 64 * (cfg.n_past + cfg.n_future) * 32 * 32 * 4  # the batch's own frames fit
     monkeypatch.setattr(devices, "available_memory", lambda device: max(frames, need // 2))
@@ -405,8 +404,8 @@ def test_the_measured_backward_bytes_are_those_of_a_real_training_pass(backbone)
     """The meta device measures what the CPU keeps, within 5% (the check relies on 95% of
     it: a refusal must never be wrong)."""
     size = backbone[-2:]
-    model = json.dumps({"backbone": backbone, "image_size": int(size), "nf": 8, "g_dim": 8,
-                        "z_dim": 2, "rnn_size": 8})  # fmt: skip
+    model = {"backbone": backbone, "image_size": int(size), "nf": 8, "g_dim": 8, "z_dim": 2,
+             "rnn_size": 8}  # fmt: skip
     meta, cpu = backward_bytes(model), backward_bytes(model, "cpu")
     assert meta[1] == cpu[1] > 0  # the weights
     assert 0.95 * meta[0] <= cpu[0] <= 1.05 * meta[0]

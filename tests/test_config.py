@@ -7,13 +7,14 @@ import yaml
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping
 
 from svg_lightning import devices
 from svg_lightning.config import TRAINING_SETTINGS, config_dir, validate_config
 from svg_lightning.errors import ConfigError, DataNotPreparedError
 from svg_lightning.help import command_help
-from svg_lightning.memory_checks import check_training_fits
+from svg_lightning.memory_checks import backward_bytes, check_training_fits
 from svg_lightning.models.config import SVGConfig
 from tests.helpers import compose_cfg, run_cli
 from tests.helpers.reference import SPEC_COUNTS, count
@@ -80,6 +81,7 @@ def test_experiment_composes_validates_and_builds(tmp_path, name, h100):
     cfg = compose_cfg(tmp_path, f"+experiment={name}")
     validate_config(cfg)
     check_training_fits(cfg)  # on the 80 GB GPU it is for
+    assert backward_bytes(OmegaConf.to_container(cfg.model, resolve=True)) is not None  # measured
     assert cfg.task_name == name
     assert cfg.trainer.max_steps == 180_000 and cfg.data.batch_size == 100
     model = instantiate(cfg.model)

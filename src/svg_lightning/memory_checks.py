@@ -37,13 +37,19 @@ def check_training_fits(cfg: DictConfig) -> None:
     check_training_memory(m, batch, cfg.n_past + cfg.n_future, t)
 
 
-@functools.cache
-def backward_bytes(model_json: str, device: str = "meta") -> tuple[int, int] | None:
+def backward_bytes(model_cfg: dict, device: str = "meta") -> tuple[int, int] | None:
     """(bytes autograd keeps per video and time step, bytes of the weights) of a training
-    forward pass of the network ``model_json`` describes: the tensors saved for the backward
-    pass of 2 videos of 3 frames, less those of 2 frames, halved. Measured on the real network
-    rather than by a formula kept beside it, on the meta device by default (shapes only: no
-    memory, no arithmetic). None if the network cannot run there."""
+    forward pass of the network ``model_cfg`` (the ``model`` config, resolved) describes: the
+    tensors saved for the backward pass of 2 videos of 3 frames, less those of 2 frames,
+    halved. Measured on the real network rather than by a formula kept beside it, on the meta
+    device by default (shapes only: no memory, no arithmetic), once per network and device.
+    None if the network cannot run there."""
+    model = {k: v for k, v in model_cfg.items() if k != "_target_"}
+    return _measured(json.dumps(model, sort_keys=True, default=str), device)
+
+
+@functools.cache
+def _measured(model_json: str, device: str) -> tuple[int, int] | None:
     m = json.loads(model_json)
     params: set[int] = set()
 
@@ -80,8 +86,7 @@ def check_training_memory(m: dict, batch: int, seq_len: int, trainer_cfg) -> Non
     A lower bound (workspaces and the pass's temporaries come on top), so a refusal is never
     wrong; it catches a batch or horizon that would otherwise end in the allocator's
     traceback, or on a CPU in the kernel killing the process with nothing saved."""
-    model = {k: v for k, v in m.items() if k != "_target_"}
-    measured = backward_bytes(json.dumps(model, sort_keys=True, default=str))
+    measured = backward_bytes(m)
     if measured is None:
         return
     per_step, weights = measured
