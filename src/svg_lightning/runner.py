@@ -70,7 +70,7 @@ quiet_known_warnings()
 
 
 # What to lower when memory runs out part-way, by command (a lower bound of what the settings
-# need is checked before any work: config.py).
+# need is checked before any work: memory_checks.py).
 MEMORY_FIX = {
     "train": "lower data.batch_size or n_future (model.val_num_samples or summary.num_samples "
     "if it ran out while sampling)",
