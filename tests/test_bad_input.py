@@ -162,6 +162,7 @@ def test_sample_output_must_be_a_folder_and_stale_videos_go(tmp_path, trained_ru
     [("eval.num_videos=0", "eval.num_videos=0 must be an integer >= 1 or null"),
      ("eval.sample_chunk=0", "eval.sample_chunk=0 must be an integer >= 1 or null"),
      ("eval.n_past=0", "eval.n_past=0 must be an integer >= 1"),
+     ("eval.grid_videos=0", "eval.grid_videos=0 must be an integer >= 1"),
      (f"eval.seed={2**64}", f"eval.seed={2**64} must be an integer in [0, 4294967295]")],
 )  # fmt: skip
 def test_bad_evaluation_settings_are_named(tmp_path, trained_run, override, needle):

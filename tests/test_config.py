@@ -193,6 +193,10 @@ def test_default_is_the_quickstart(tmp_path):
         ),
         (["task_name=.."], "task_name='..' must be a plain folder name"),
         (["task_name=a/b"], "task_name='a/b' must be a plain folder name"),
+        ([f"task_name={'x' * 300}"], "task_name is 300 bytes long; a folder name may have at most"),
+        (["trainer.devices=0"], "trainer.devices=0 must be >= 1 (devices per machine), or -1"),
+        (["trainer.val_check_interval=0.5"], "trainer.val_check_interval=0.5 must be an integer"),
+        (["summary.grid_videos=0"], "summary.grid_videos=0 must be an integer >= 1"),
         (
             ["data.image_size=48"],
             "data.image_size=48 is not available for this dataset; allowed: [32, 64]",

@@ -35,6 +35,18 @@ def test_across_seeds_uses_student_t():
     assert math.isnan(across_seeds([0.5])["ci95"])
 
 
+@pytest.mark.parametrize(
+    "args,needle",
+    [(["--strip-videos", "0"], "--strip-videos: '0' is not an integer >= 1"),
+     (["--seeds", "1,1"], "--seeds: '1,1' names a seed twice")],
+)  # fmt: skip
+def test_study_options_are_checked_before_any_training(tmp_path, capsys, args, needle):
+    with pytest.raises(SystemExit) as stop:
+        reproduce_main(["--out", str(tmp_path / "study"), *args])
+    assert stop.value.code == 2 and needle in capsys.readouterr().err
+    assert not (tmp_path / "study").exists()
+
+
 @pytest.mark.slow
 def test_study_end_to_end_and_resume(tmp_path, capsys):
     out = tmp_path / "study"

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 # No 64-bit precisions: the model's index_put of float32 frames fails under them.
 PRECISIONS = ("32", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true")
+NAME_MAX = 255  # bytes in one folder name on Linux, macOS and Windows file systems
 SEED_MAX = 2**32 - 1  # numpy's seeds (the data's and the analyses' generators) are 32-bit
 # The LightningModule's own settings; the rest of ``model`` is the architecture (SVGConfig).
 TRAINING_SETTINGS = tuple(inspect.signature(SVGModule.__init__).parameters)[1:-1]
@@ -239,6 +240,11 @@ def check_task_name(c: Checks, cfg: DictConfig) -> None:
             f"task_name={name!r} must be a plain folder name (no '/', '\\', '.' or '..'): the "
             "runs go to logs/<task_name>/runs/"
         )
+    elif len(name.encode()) > NAME_MAX:
+        c.errors.append(
+            f"task_name is {len(name.encode())} bytes long; a folder name may have at most "
+            f"{NAME_MAX} (the file system's limit): the runs go to logs/<task_name>/runs/"
+        )
 
 
 def check_command(cfg: DictConfig) -> None:
@@ -324,13 +330,16 @@ def validate_config(cfg: DictConfig) -> None:
         # 0 would stop before the first step: no checkpoint, an untrained model scored.
         c.integer("trainer.max_epochs", t.get("max_epochs"))
     interval = t.get("val_check_interval")
-    if isinstance(interval, float):
+    if isinstance(interval, float) and t.get("check_val_every_n_epoch") is not None:
         c.number("trainer.val_check_interval", interval, 0, 1, low_open=True, high_open=False)
-    else:
+    else:  # validation by optimizer steps (the default): Lightning takes no fraction then
         c.integer("trainer.val_check_interval", interval, none_ok=True)
+    devices = t.get("devices")  # a count, -1 (every GPU), a list of GPU indices or "auto"
+    if isinstance(devices, int) and not isinstance(devices, bool) and devices < 1 and devices != -1:
+        c.errors.append(f"trainer.devices={devices} must be >= 1 (devices per machine), or -1")
     if cfg.get("summary"):
         c.integer("summary.num_samples", cfg.summary.get("num_samples"))
-        c.integer("summary.grid_videos", cfg.summary.get("grid_videos"), low=0)
+        c.integer("summary.grid_videos", cfg.summary.get("grid_videos"))
         c.integer("summary.grid_samples", cfg.summary.get("grid_samples"), low=0)
     check_callbacks(c, cfg.get("callbacks"))
     check_task_name(c, cfg)
@@ -351,7 +360,7 @@ def check_eval(e, protocol_word: str, num_videos) -> None:
     if e.get("sample_chunk") != "auto":
         c.integer("eval.sample_chunk", e.get("sample_chunk"), none_ok=True)
     c.seed("eval.seed", e.get("seed"))
-    c.integer("eval.grid_videos", e.get("grid_videos"), low=0)
+    c.integer("eval.grid_videos", e.get("grid_videos"))
     c.integer("eval.grid_samples", e.get("grid_samples"), low=0)
     for key in ("lpips", "fvd"):
         if e.get(key) not in (None, True, False):

@@ -23,9 +23,22 @@ def default_out(name: str) -> Path:
 def seeds_arg(text: str) -> list[int]:
     """``--seeds 1,2,3``: one argument, so KEY=VALUE overrides may follow it."""
     try:
-        return [int(s) for s in text.split(",")]
+        seeds = [int(s) for s in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a list of integers like 1,2,3") from None
+    if len(set(seeds)) < len(seeds):  # a seed twice would train the same runs twice
+        raise argparse.ArgumentTypeError(f"{text!r} names a seed twice; give each seed once")
+    return seeds
+
+
+def positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 1")
+    return value
 
 
 def _models(text: str) -> list[str]:
@@ -56,7 +69,7 @@ def reproduce_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=seeds_arg, default=[1, 2, 3], help="default: 1,2,3")
     parser.add_argument("--models", type=_models, default=list(MODELS),
                         help=f"conf/model options (default: {','.join(MODELS)})")  # fmt: skip
-    parser.add_argument("--strip-videos", type=int, default=4,
+    parser.add_argument("--strip-videos", type=positive, default=4,
                         help="test videos in the sample strips")  # fmt: skip
     parser.add_argument("--experiment", default=EXPERIMENT,
                         help="the training setting, a conf/experiment option (default: "
